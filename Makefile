@@ -1,0 +1,57 @@
+# The two commands: `make run` and `make test` (see README.md). Everything else is a helper.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STACK := ops/stack/stack.sh
+CACHE_DIR ?= $(HOME)/.cache/kchat
+export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
+export npm_config_cache ?= $(HOME)/.cache/npm
+
+.PHONY: run test install venv stack-install web lint typecheck unit integration web-test e2e \
+        bench stack-start stack-stop stack-status clean
+
+run: install  ## Start the stack and the app in the foreground (Ctrl-C stops it all)
+	CHAT_ENV=$${CHAT_ENV:-dev} $(PY) -m ops.run
+
+test: install  ## Install what is missing, start the services, run the whole suite
+	bash ops/test.sh
+
+install: venv stack-install web
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+stack-install:
+	$(STACK) install
+
+web: web/dist/index.html
+web/dist/index.html: $(shell find web/src web/index.html web/package.json -type f 2>/dev/null)
+	@if [ -f web/package.json ]; then \
+	  cd web && (npm ci --no-audit --no-fund --prefer-offline || npm install --no-audit --no-fund) && npm run build; \
+	else echo "no web client yet"; fi
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: venv
+	$(PY) -m mypy chat edge topologies tables sinks ops
+
+unit: venv
+	$(PY) -m pytest tests/unit -q
+
+stack-start:
+	$(STACK) start
+stack-stop:
+	$(STACK) stop
+stack-status:
+	$(STACK) status
+
+bench: install
+	$(PY) -m bench $(if $(PROFILE),--profile $(PROFILE),)
+
+clean:
+	rm -rf .data web/dist

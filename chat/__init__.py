@@ -1,0 +1,1 @@
+"""Shared core of the chat platform: settings, the wire protocol, Kafka record shapes."""

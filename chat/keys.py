@@ -1,0 +1,23 @@
+"""Redis key names, in one place (Redis holds nothing that cannot be rebuilt from Kafka)."""
+
+from __future__ import annotations
+
+
+def presence_key(user: str) -> str:
+    return f"chat:presence:{user}"
+
+
+def edge_alive_key(edge_id: str) -> str:
+    return f"chat:edge-alive:{edge_id}"
+
+
+def edge_slot_key(slot: int) -> str:
+    return f"chat:edge-slot:{slot}"
+
+
+def history_key(conversation_id: str) -> str:
+    return f"chat:history:{conversation_id}"
+
+
+def rate_key(scope: str, subject: str) -> str:
+    return f"chat:rate:{scope}:{subject}"

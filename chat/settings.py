@@ -1,0 +1,145 @@
+"""All configuration, read once from ``CHAT_*`` environment variables into one typed object.
+
+Every process (edge, stream worker, sink, chatctl) builds a :class:`Settings` with
+:func:`load_settings` and passes it down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+# A secret that anyone reading the source knows. The edge refuses to start with it unless
+# CHAT_ENV=dev, so a production deployment cannot run with it by accident.
+DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
+
+
+class SettingsError(ValueError):
+    """A CHAT_* variable has a value the process cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "dev"
+    # Backends
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_db: str = "chat"
+    # Authentication
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_public_key: str = ""
+    jwt_algorithms: tuple[str, ...] = ()
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    jwt_leeway_s: int = 10
+    dev_token_ttl_s: int = 12 * 3600
+    # Edge node
+    edge_host: str = "127.0.0.1"
+    edge_port: int = 8080
+    edge_slot: int = -1  # -1: lease a free slot from Redis
+    allowed_origins: tuple[str, ...] = ()
+    web_dist: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 10.0
+    edge_liveness_ttl_s: int = 15
+    # Limits
+    max_frame_bytes: int = 64 * 1024
+    max_group_members: int = 1000
+    messages_per_s: float = 20.0
+    messages_burst: int = 40
+    typing_per_s: float = 5.0
+    typing_burst: int = 10
+    upgrades_per_min: int = 30
+    connections_per_user: int = 10
+    invalid_frames_before_close: int = 50
+    # Topology
+    topic_prefix: str = "chat"
+    conversation_partitions: int = 8
+    user_partitions: int = 8
+    deliver_partitions: int = 8  # = the number of edge slots
+    worker_app_id: str = "chat-worker"
+    worker_web_port: int = 6066
+    table_standby_replicas: int = 1
+    replication_factor: int = 1
+    inbox_max_per_conversation: int = 200
+    dedup_window: int = 256
+    # Sink
+    sink_group: str = "chat-mongo-sink"
+    sink_batch: int = 500
+    sink_metrics_port: int = 6070
+    # Logging
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    def resolved_jwt_algorithms(self) -> list[str]:
+        if self.jwt_algorithms:
+            return list(self.jwt_algorithms)
+        return ["RS256", "ES256"] if self.jwt_public_key else ["HS256"]
+
+
+def _convert(raw: str, default: Any, name: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise SettingsError(f"CHAT_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from exc
+    return raw
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from ``CHAT_<FIELD>`` variables; ``overrides`` win (used by tests)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        key = f"CHAT_{f.name.upper()}"
+        if key in env:
+            values[f.name] = _convert(env[key], f.default, f.name)
+    # Short, conventional aliases documented in the README.
+    if "CHAT_JWT_PUBLIC_KEY_FILE" in env and "jwt_public_key" not in values:
+        with open(env["CHAT_JWT_PUBLIC_KEY_FILE"], encoding="utf-8") as fh:
+            values["jwt_public_key"] = fh.read()
+    values.update(overrides)
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if settings.deliver_partitions < 1:
+        raise SettingsError("CHAT_DELIVER_PARTITIONS must be at least 1")
+    if settings.edge_slot >= settings.deliver_partitions:
+        raise SettingsError(
+            f"CHAT_EDGE_SLOT={settings.edge_slot} must be below "
+            f"CHAT_DELIVER_PARTITIONS={settings.deliver_partitions}"
+        )
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise SettingsError("CHAT_TLS_CERT and CHAT_TLS_KEY must be set together")
+
+
+def describe() -> list[tuple[str, str]]:
+    """Every variable with its default, for the README and ``chatctl env``."""
+    out = []
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        out.append((f"CHAT_{f.name.upper()}", str(default)))
+    return out
+
+

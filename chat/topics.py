@@ -1,0 +1,58 @@
+"""Every Kafka topic the platform uses, with its key, partition count and retention.
+
+The stack creates them with :func:`ops.topics.ensure_topics` before any process starts, so that
+partition counts are explicit and never left to broker defaults. docs/topology.md mirrors this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chat.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: str
+    writers: str
+    readers: str
+    config: dict[str, str] = field(default_factory=dict)
+
+
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+ONE_DAY = {"retention.ms": str(24 * 3600 * 1000)}
+ONE_HOUR = {"retention.ms": str(3600 * 1000)}
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    conv = settings.conversation_partitions
+    return [
+        TopicSpec(
+            settings.topic("commands"), conv, "conversation_id", "edges, worker timers", "router",
+            # Commands are the input of the router: keep them long enough to rebuild tables.
+            dict(KEEP_FOREVER),
+        ),
+        TopicSpec(
+            settings.topic("messages"), conv, "conversation_id", "router", "mongo sink",
+            dict(KEEP_FOREVER),
+        ),
+        TopicSpec(
+            settings.topic("conversations"), conv, "conversation_id", "router", "mongo sink",
+            dict(COMPACTED),
+        ),
+        TopicSpec(
+            settings.topic("receipts"), conv, "conversation_id|user", "router", "mongo sink",
+            dict(COMPACTED),
+        ),
+        TopicSpec(
+            settings.topic("users"), settings.user_partitions, "user_id",
+            "router, edges, worker timers", "sessions agent", dict(ONE_DAY),
+        ),
+        TopicSpec(
+            settings.topic("deliver"), settings.deliver_partitions, "none (partition = edge slot)",
+            "router (acks, errors), sessions agent", "the edge holding that slot", dict(ONE_HOUR),
+        ),
+    ]

@@ -1,0 +1,316 @@
+"""The edge node's aiohttp application: WebSocket sessions, REST, health and metrics.
+
+    client ──WS frame──▶ decode/validate (chat.protocol) ──▶ edge.commands ──▶ Kafka
+    Kafka chat.deliver[slot] ──▶ on_delivery ──▶ Session.send ──▶ client
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import WSCloseCode, WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from chat import protocol
+from chat.protocol import ProtocolError
+from chat.settings import Settings
+from edge import metrics, rest
+from edge.auth import TokenVerifier, Unauthorized, authenticate
+from edge.commands import CommandContext, RateLimited, handle_frame
+from edge.kafka_io import KafkaIO, KafkaUnavailable
+from edge.liveness import Liveness
+from edge.ratelimit import Limit, RateLimiter
+from edge.session import Session, SessionRegistry
+from edge.store import Store
+
+log = logging.getLogger("chat.edge")
+
+TOKEN_EXPIRED = 4003
+SYNC_STORE_RETRIES = 20
+
+
+class Edge:
+    """Everything one edge process holds: its backends and its live sessions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.edge_id = uuid.uuid4().hex
+        self.verifier = TokenVerifier(settings)
+        self.registry = SessionRegistry()
+        self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0,
+                                             socket_connect_timeout=2.0)
+        self.limiter = RateLimiter(self.redis)
+        self.kafka = KafkaIO(settings, self.on_delivery)
+        self.store = Store(settings, self.redis)
+        self.liveness = Liveness(settings, self.redis, self.edge_id)
+        self.slot = -1
+        self.ctx: CommandContext | None = None
+        self.closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.slot = await self.liveness.acquire_slot()
+        await self.kafka.start(self.slot)
+        await self.liveness.start()
+        self.ctx = CommandContext(self.settings, self.kafka, self.redis, self.limiter, self.slot)
+        log.info("edge started", extra={"edge": self.edge_id, "slot": self.slot})
+
+    async def stop(self) -> None:
+        self.closing = True
+        # Clients reconnect to another node and sync.
+        sessions = list(self.registry.sessions.values())
+        await asyncio.gather(*(s.close(WSCloseCode.GOING_AWAY, "server shutdown") for s in sessions),
+                             return_exceptions=True)
+        await self.kafka.stop()
+        await self.liveness.stop()
+        await self.store.close()
+        await self.redis.aclose()
+
+    # ------------------------------------------------------------------ deliveries
+
+    def on_delivery(self, record: dict[str, Any]) -> None:
+        """One ``chat.deliver`` record: a frame (or a sync answer) for some of our sessions."""
+        frame = record.get("frame")
+        if frame is not None:
+            text = protocol.encode(frame)
+            frame_type = frame.get("type", "?")
+            for sid in record["sessions"]:
+                session = self.registry.get(sid)
+                if session is not None:
+                    session.send_encoded(text, frame_type)
+            return
+        sync = record.get("sync")
+        if sync is not None:
+            for sid in record["sessions"]:
+                session = self.registry.get(sid)
+                if session is not None:
+                    self._answer_sync(session, sync)
+
+    def _answer_sync(self, session: Session, sync: dict[str, Any]) -> None:
+        async def job() -> None:
+            messages = list(sync["messages"])
+            for cid, first, last in sync["fetch"]:
+                messages.extend(await self._fetch_from_store(cid, first, last))
+            messages.sort(key=lambda m: (m["conversation_id"], m["seq"]))
+            for message in messages:
+                session.send({"type": "message", **message})
+            done: dict[str, Any] = {"type": "sync.done", "conversations": sync["conversations"],
+                                    "truncated": sync["truncated"]}
+            if sync.get("id") is not None:
+                done["id"] = sync["id"]
+            session.send(done)
+
+        session.run_in_order(job)
+
+    async def _fetch_from_store(self, cid: str, first: int, last: int) -> list[dict[str, Any]]:
+        """Messages older than the inbox keeps. The sink may be a moment behind the inbox, so
+        wait (bounded) until the store holds the whole range."""
+        found: list[dict[str, Any]] = []
+        for _ in range(SYNC_STORE_RETRIES):
+            try:
+                found = await self.store.messages_range(cid, first, last)
+            except Exception as exc:
+                log.warning("store read failed during sync: %s", exc)
+            if len(found) >= last - first + 1:
+                break
+            await asyncio.sleep(0.1)
+        return found
+
+    # ------------------------------------------------------------------ websocket
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.closing:
+            return json_error(503, "unavailable")
+        try:
+            identity = authenticate(request, self.verifier)
+        except Unauthorized:
+            metrics.upgrades_refused.labels("unauthorized").inc()
+            return json_error(401, "unauthorized")
+        if not self._origin_allowed(request):
+            metrics.upgrades_refused.labels("origin").inc()
+            return json_error(403, "forbidden")
+        ip = request.remote or "?"
+        verdict = await self.limiter.check(
+            Limit("upgrade", self.settings.upgrades_per_min / 60.0, self.settings.upgrades_per_min),
+            ip,
+        )
+        if not verdict.allowed:
+            metrics.upgrades_refused.labels("rate_limited").inc()
+            return web.json_response({"error": "rate_limited", "retry_after_ms": verdict.retry_after_ms},
+                                     status=429)
+        if self.registry.count_for(identity.user) >= self.settings.connections_per_user:
+            metrics.upgrades_refused.labels("too_many_connections").inc()
+            return web.json_response({"error": "too_many_connections"}, status=429)
+
+        ws = web.WebSocketResponse(
+            heartbeat=self.settings.ping_interval_s,
+            max_msg_size=self.settings.max_frame_bytes,
+            compress=False,
+        )
+        await ws.prepare(request)
+        session = Session(uuid.uuid4().hex, identity.user, ws)
+        self.registry.add(session)
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, identity.expires_at - time.time()),
+            lambda: asyncio.ensure_future(session.close(TOKEN_EXPIRED, "token expired")),
+        )
+        try:
+            await self.kafka.send_user_event(session.user, {
+                "op": "session.open", "session": session.id, "slot": self.slot,
+                "edge": self.edge_id,
+            })
+        except KafkaUnavailable:
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"backend unavailable")
+            self.registry.remove(session)
+            await session.stop()
+            expiry.cancel()
+            return ws
+        try:
+            await self._read_loop(session)
+        finally:
+            expiry.cancel()
+            self.registry.remove(session)
+            await session.stop()
+            await self._announce_close(session)
+        return ws
+
+    def _origin_allowed(self, request: web.Request) -> bool:
+        allowed = self.settings.allowed_origins
+        origin = request.headers.get("Origin")
+        if not allowed or origin is None:
+            return True
+        return origin in allowed or "*" in allowed
+
+    async def _read_loop(self, session: Session) -> None:
+        assert self.ctx is not None
+        ws = session.ws
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await self._on_text(session, msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                self._reply_error(session, ProtocolError(protocol.BAD_REQUEST,
+                                                         "binary frames are not supported"))
+                await self._count_invalid(session)
+            elif msg.type == WSMsgType.ERROR:
+                log.info("websocket error", extra={"session": session.id, "error": str(ws.exception())})
+                break
+            if ws.closed:
+                break
+
+    async def _on_text(self, session: Session, data: str) -> None:
+        assert self.ctx is not None
+        try:
+            frame = protocol.decode_frame(data)
+        except ProtocolError as exc:
+            metrics.frames_in.labels("invalid").inc()
+            self._reply_error(session, exc)
+            await self._count_invalid(session)
+            return
+        metrics.frames_in.labels(frame.type).inc()
+        try:
+            await handle_frame(self.ctx, session, frame)
+        except RateLimited as exc:
+            self._reply_error(session, exc, exc.retry_after_ms)
+        except ProtocolError as exc:
+            self._reply_error(session, exc)
+        except Exception:
+            log.exception("frame handling failed", extra={"type": frame.type})
+            self._reply_error(session, ProtocolError(protocol.INTERNAL, "internal error", frame.id))
+
+    def _reply_error(self, session: Session, exc: ProtocolError, retry_after_ms: int | None = None) -> None:
+        metrics.errors.labels(exc.code).inc()
+        session.send(protocol.error_frame(exc.code, exc.message, exc.frame_id, retry_after_ms))
+
+    async def _count_invalid(self, session: Session) -> None:
+        session.invalid_frames += 1
+        if session.invalid_frames >= self.settings.invalid_frames_before_close:
+            await session.close(WSCloseCode.POLICY_VIOLATION, "too many invalid frames")
+
+    async def _announce_close(self, session: Session) -> None:
+        events = [(session.user, {"op": "session.close", "session": session.id, "edge": self.edge_id})]
+        events += [(u, {"op": "presence.unsubscribe", "session": session.id}) for u in session.watching]
+        for user, event in events:
+            try:
+                await self.kafka.send_user_event(user, event)
+            except KafkaUnavailable:
+                # The worker's dead-session sweep cannot see this one (the edge is alive), so log
+                # loudly; the session stays listed until this edge restarts.
+                log.error("could not announce session close", extra={"session": session.id})
+                return
+
+    # ------------------------------------------------------------------ health
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "edge": self.edge_id, "slot": self.slot,
+                                  "sessions": len(self.registry.sessions)})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        checks: dict[str, bool] = {}
+        try:
+            checks["redis"] = bool(await asyncio.wait_for(self.redis.ping(), 2.0))
+        except Exception:
+            checks["redis"] = False
+        try:
+            await asyncio.wait_for(self.kafka.producer.client.fetch_all_metadata(), 2.0)
+            checks["kafka"] = True
+        except Exception:
+            checks["kafka"] = False
+        checks["mongo"] = await self.store.ping()
+        ready = all(checks.values()) and not self.closing
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def json_error(status: int, error: str) -> web.Response:
+    return web.json_response({"error": error}, status=status)
+
+
+async def build_app(settings: Settings) -> web.Application:
+    """An async factory: the Kafka clients must be created inside the running event loop."""
+    edge = Edge(settings)
+    app = web.Application(client_max_size=settings.max_frame_bytes)
+    app["edge"] = edge
+
+    async def on_startup(_: web.Application) -> None:
+        await edge.start()
+
+    async def on_shutdown(_: web.Application) -> None:
+        await edge.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_get("/v1/ws", edge.websocket)
+    app.router.add_get("/healthz", edge.healthz)
+    app.router.add_get("/readyz", edge.readyz)
+    app.router.add_get("/metrics", edge.metrics)
+    rest.add_routes(app, edge.store, edge.verifier, settings)
+    add_web_client(app, settings)
+    return app
+
+
+def add_web_client(app: web.Application, settings: Settings) -> None:
+    dist = Path(settings.web_dist) if settings.web_dist else Path(__file__).parent.parent / "web" / "dist"
+    index = dist / "index.html"
+    if not index.exists():
+        log.warning("web client not built; / serves nothing", extra={"dist": str(dist)})
+        return
+
+    async def serve_index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(index)
+
+    app.router.add_get("/", serve_index)
+    if (dist / "assets").is_dir():
+        app.router.add_static("/assets", dist / "assets")
+    for item in dist.iterdir():
+        if item.is_file() and item.name != "index.html":
+            app.router.add_get(f"/{item.name}", lambda r, p=item: web.FileResponse(p))

@@ -1,0 +1,175 @@
+"""What the edge does with each validated client frame: answer it locally (ping, presence
+look-ups) or turn it into a record on ``chat.commands`` / ``chat.users``.
+
+The edge decides nothing about conversations: membership and seq numbers are the router's.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from chat import protocol
+from chat.keys import presence_key
+from chat.protocol import ClientFrame, ProtocolError
+from chat.settings import Settings
+from edge import metrics
+from edge.kafka_io import KafkaIO, KafkaUnavailable
+from edge.ratelimit import Limit, RateLimiter
+from edge.session import Session
+
+log = logging.getLogger("chat.edge.commands")
+
+
+@dataclass
+class CommandContext:
+    settings: Settings
+    kafka: KafkaIO
+    redis: aioredis.Redis
+    limiter: RateLimiter
+    slot: int
+
+    @property
+    def message_limit(self) -> Limit:
+        return Limit("msg", self.settings.messages_per_s, self.settings.messages_burst)
+
+    @property
+    def typing_limit(self) -> Limit:
+        return Limit("typing", self.settings.typing_per_s, self.settings.typing_burst)
+
+
+async def handle_frame(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    """Handle one frame; raises ProtocolError for an ``error`` reply."""
+    handler = HANDLERS[frame.type]
+    try:
+        await handler(ctx, session, frame)
+    except KafkaUnavailable as exc:
+        log.warning("kafka unavailable", extra={"error": str(exc), "type": frame.type})
+        raise ProtocolError(protocol.UNAVAILABLE, "the message log is unavailable, retry",
+                            frame.id) from None
+
+
+def origin(ctx: CommandContext, session: Session, frame: ClientFrame) -> dict[str, Any]:
+    return {"slot": ctx.slot, "session": session.id, "id": frame.id}
+
+
+async def command(ctx: CommandContext, session: Session, frame: ClientFrame,
+                  conversation_id: str, **fields: Any) -> None:
+    await ctx.kafka.send_command(conversation_id, {
+        "op": frame.type, "conversation_id": conversation_id, "user": session.user,
+        "origin": origin(ctx, session, frame), **fields,
+    })
+
+
+async def on_ping(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    session.send(protocol.pong_frame(frame.id))
+
+
+async def on_create(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    f = frame.fields
+    if f["kind"] == "direct":
+        other = f["members"][0]
+        if other == session.user:
+            raise ProtocolError(protocol.BAD_REQUEST, "a direct conversation needs another user",
+                                frame.id)
+        cid = protocol.direct_conversation_id(session.user, other)
+        await command(ctx, session, frame, cid, kind="direct", members=[other])
+    else:
+        # Group ids are chosen here and carried in the command, so that a replay of
+        # chat.commands rebuilds the very same conversation.
+        cid = f"grp:{uuid.uuid4().hex}"
+        others = [m for m in f["members"] if m != session.user]
+        await command(ctx, session, frame, cid, kind="group", members=others, title=f["title"])
+
+
+async def on_members(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    await command(ctx, session, frame, frame.fields["conversation_id"],
+                  members=frame.fields["members"])
+
+
+async def on_send(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    await enforce(ctx, ctx.message_limit, session.user, frame)
+    f = frame.fields
+    await command(ctx, session, frame, f["conversation_id"], client_msg_id=f["client_msg_id"],
+                  body=f["body"])
+
+
+async def on_cursor(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    f = frame.fields
+    await command(ctx, session, frame, f["conversation_id"], seq=f["seq"])
+
+
+async def on_typing(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    await enforce(ctx, ctx.typing_limit, session.user, frame)
+    f = frame.fields
+    await command(ctx, session, frame, f["conversation_id"], state=f["state"])
+
+
+async def on_sync(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    # Through chat.users, behind this session's session.open: the answer sees every message
+    # that reached the user before it, and later ones arrive live after it.
+    await ctx.kafka.send_user_event(session.user, {
+        "op": "sync", "session": session.id, "slot": ctx.slot, "id": frame.id,
+        "cursors": frame.fields["cursors"],
+    })
+
+
+async def on_presence_subscribe(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    for user in frame.fields["users"]:
+        if user not in session.watching:
+            await ctx.kafka.send_user_event(user, {
+                "op": "presence.subscribe", "session": session.id, "slot": ctx.slot,
+            })
+            session.watching.add(user)
+    await on_presence_query(ctx, session, frame)
+
+
+async def on_presence_query(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    users = frame.fields["users"]
+    try:
+        async with ctx.redis.pipeline(transaction=False) as pipe:
+            for user in users:
+                pipe.hgetall(presence_key(user))
+            states = await pipe.execute()
+    except Exception as exc:
+        log.warning("presence look-up failed: %s", exc)
+        raise ProtocolError(protocol.UNAVAILABLE, "presence is unavailable, retry", frame.id) from None
+    presence = []
+    for user, state in zip(users, states, strict=True):
+        status = (state.get(b"status") or b"offline").decode()
+        last_seen = int(state.get(b"last_seen") or 0)
+        presence.append({"user": user, "status": status, "last_seen": last_seen})
+    session.send(protocol.ok_frame(frame.id, presence=presence))
+
+
+async def enforce(ctx: CommandContext, limit: Limit, subject: str, frame: ClientFrame) -> None:
+    verdict = await ctx.limiter.check(limit, subject)
+    if not verdict.allowed:
+        metrics.rate_limited.labels(limit.scope).inc()
+        raise RateLimited(frame.id, verdict.retry_after_ms)
+
+
+class RateLimited(ProtocolError):
+    def __init__(self, frame_id: protocol.FrameId, retry_after_ms: int) -> None:
+        super().__init__(protocol.RATE_LIMITED, "too many requests, slow down", frame_id)
+        self.retry_after_ms = max(1, retry_after_ms)
+
+
+HANDLERS = {
+    "ping": on_ping,
+    "conversation.create": on_create,
+    "conversation.add_members": on_members,
+    "conversation.remove_members": on_members,
+    "message.send": on_send,
+    "message.delivered": on_cursor,
+    "receipt.read": on_cursor,
+    "typing": on_typing,
+    "sync": on_sync,
+    "presence.subscribe": on_presence_subscribe,
+    "presence.query": on_presence_query,
+}
+assert set(HANDLERS) == protocol.CLIENT_TYPES

@@ -1,0 +1,101 @@
+"""The edge's only link to the stream topology: a producer for commands and user events, and a
+consumer of its own ``chat.deliver`` partition (the edge slot)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from chat import records
+from chat.settings import Settings
+
+log = logging.getLogger("chat.edge.kafka")
+PRODUCE_TIMEOUT_S = 5.0
+
+
+class KafkaUnavailable(Exception):
+    """A record could not be written to Kafka in time; the client gets ``unavailable``."""
+
+
+class KafkaIO:
+    def __init__(self, settings: Settings, on_delivery: Callable[[dict[str, Any]], None]) -> None:
+        self.settings = settings
+        self.on_delivery = on_delivery
+        self.commands_topic = settings.topic("commands")
+        self.users_topic = settings.topic("users")
+        self.deliver_topic = settings.topic("deliver")
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+            request_timeout_ms=int(PRODUCE_TIMEOUT_S * 1000),
+            client_id="chat-edge",
+        )
+        self.consumer: AIOKafkaConsumer | None = None
+        self._consume_task: asyncio.Task[None] | None = None
+        self.last_consume_ok = False
+
+    async def start(self, slot: int) -> None:
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=50,
+            client_id=f"chat-edge-slot-{slot}",
+        )
+        await self.consumer.start()
+        partition = TopicPartition(self.deliver_topic, slot)
+        self.consumer.assign([partition])
+        # Deliveries older than this process are for sessions it never held: start at the end,
+        # and resolve the position now so that nothing produced after start() is skipped.
+        await self.consumer.seek_to_end(partition)
+        await self.consumer.position(partition)
+        self._consume_task = asyncio.create_task(self._consume(), name="deliver-consumer")
+
+    async def stop(self) -> None:
+        if self._consume_task:
+            self._consume_task.cancel()
+            await asyncio.gather(self._consume_task, return_exceptions=True)
+        if self.consumer:
+            await self.consumer.stop()
+        await self.producer.stop()
+
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=1000, max_records=2000)
+                self.last_consume_ok = True
+            except KafkaError as exc:
+                self.last_consume_ok = False
+                log.warning("deliver consumer error: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for batch in batches.values():
+                for record in batch:
+                    try:
+                        self.on_delivery(records.loads(record.value))
+                    except Exception:
+                        log.exception("bad delivery record", extra={"offset": record.offset})
+
+    async def _send(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        try:
+            await asyncio.wait_for(
+                self.producer.send_and_wait(topic, records.dumps(value), key=key.encode()),
+                PRODUCE_TIMEOUT_S,
+            )
+        except (KafkaError, TimeoutError) as exc:
+            raise KafkaUnavailable(str(exc) or type(exc).__name__) from None
+
+    async def send_command(self, conversation_id: str, command: dict[str, Any]) -> None:
+        await self._send(self.commands_topic, conversation_id, command)
+
+    async def send_user_event(self, user: str, event: dict[str, Any]) -> None:
+        await self._send(self.users_topic, user, event)

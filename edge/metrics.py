@@ -1,0 +1,19 @@
+"""Prometheus metrics of an edge node (served at ``GET /metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+connections = Gauge("chat_edge_connections", "Open WebSocket sessions on this edge")
+frames_in = Counter("chat_edge_frames_in_total", "Client frames received", ["type"])
+frames_out = Counter("chat_edge_frames_out_total", "Server frames sent", ["type"])
+errors = Counter("chat_edge_errors_total", "Error frames sent", ["code"])
+upgrades_refused = Counter(
+    "chat_edge_upgrades_refused_total", "WebSocket upgrades refused", ["reason"]
+)
+rate_limited = Counter("chat_edge_rate_limited_total", "Frames refused by a rate limit", ["scope"])
+produce_seconds = Histogram(
+    "chat_edge_kafka_produce_seconds",
+    "Time to write one record to Kafka (acks=all)",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)

@@ -1,0 +1,101 @@
+"""One live WebSocket session and the registry of the sessions this edge holds.
+
+Each session has one outbound queue drained by one writer task, so frames for a session leave
+in the order they were handed over: a ``sync`` answer (which may read the store first) is a queue
+item too, and live messages that arrive meanwhile wait behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+
+from chat import protocol
+from edge import metrics
+
+log = logging.getLogger("chat.edge.session")
+MAX_QUEUED_FRAMES = 10_000
+
+QueueItem = str | Callable[[], Awaitable[None]]
+
+
+class Session:
+    def __init__(self, session_id: str, user: str, ws: web.WebSocketResponse) -> None:
+        self.id = session_id
+        self.user = user
+        self.ws = ws
+        self.watching: set[str] = set()  # users whose presence this session subscribed to
+        self.invalid_frames = 0
+        self._queue: asyncio.Queue[QueueItem] = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{session_id}")
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self._enqueue(protocol.encode(frame))
+        metrics.frames_out.labels(frame.get("type", "?")).inc()
+
+    def send_encoded(self, text: str, frame_type: str) -> None:
+        self._enqueue(text)
+        metrics.frames_out.labels(frame_type).inc()
+
+    def run_in_order(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` (which sends frames itself) after everything queued so far."""
+        self._enqueue(job)
+
+    def _enqueue(self, item: QueueItem) -> None:
+        if self._queue.qsize() >= MAX_QUEUED_FRAMES:
+            # A client that does not read its socket must not make the edge buffer without end.
+            log.warning("slow consumer, closing", extra={"session": self.id, "user": self.user})
+            asyncio.ensure_future(self.close(WSCloseCode.TRY_AGAIN_LATER, "too slow"))
+            return
+        self._queue.put_nowait(item)
+
+    async def _write_loop(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if isinstance(item, str):
+                    await self.ws.send_str(item)
+                else:
+                    await item()
+            except (ConnectionError, RuntimeError):
+                return  # socket closed; the reader side cleans up
+            except Exception:
+                log.exception("writer failed", extra={"session": self.id})
+
+    async def close(self, code: int, message: str) -> None:
+        if not self.ws.closed:
+            await self.ws.close(code=code, message=message.encode())
+
+    async def stop(self) -> None:
+        self._writer.cancel()
+        await asyncio.gather(self._writer, return_exceptions=True)
+
+
+class SessionRegistry:
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.by_user: dict[str, set[str]] = {}
+
+    def add(self, session: Session) -> None:
+        self.sessions[session.id] = session
+        self.by_user.setdefault(session.user, set()).add(session.id)
+        metrics.connections.set(len(self.sessions))
+
+    def remove(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        ids = self.by_user.get(session.user)
+        if ids is not None:
+            ids.discard(session.id)
+            if not ids:
+                del self.by_user[session.user]
+        metrics.connections.set(len(self.sessions))
+
+    def get(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    def count_for(self, user: str) -> int:
+        return len(self.by_user.get(user, ()))

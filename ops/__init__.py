@@ -1,0 +1,1 @@
+"""Operations: the local stack, topic creation, the process supervisor and chatctl."""

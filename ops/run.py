@@ -1,0 +1,72 @@
+"""``make run``: the local stack plus the whole app in the foreground; Ctrl-C stops it all.
+
+Starts (if not running) Kafka, Redis and FerretDB through ops/stack/stack.sh, creates the
+topics, then two stream workers, the MongoDB sink and two edge nodes (127.0.0.1:8080, :8081).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from chat.settings import load_settings
+from ops.supervisor import REPO, Supervisor, edge_spec, sink_spec, worker_spec
+from ops.topics import ensure_topics
+
+STACK = str(REPO / "ops" / "stack" / "stack.sh")
+
+
+def stack_running() -> bool:
+    return subprocess.run([STACK, "status"], capture_output=True).returncode == 0
+
+
+def main() -> None:
+    started_stack = not stack_running()
+    t0 = time.monotonic()
+    subprocess.run([STACK, "start"], check=True)
+    settings = load_settings()
+    asyncio.run(ensure_topics(settings))
+    env = {"CHAT_ENV": settings.env}
+    data_dir = os.environ.get("CHAT_DATA_DIR", str(REPO / ".data"))
+    sup = Supervisor(log_dir=__import__("pathlib").Path(data_dir) / "logs" / "app")
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for i in range(2):
+            sup.start(worker_spec(i, env, 6066 + i))
+        sup.start(sink_spec(env, settings.sink_metrics_port))
+        for i, port in enumerate((8080, 8081)):
+            sup.start(edge_spec(i, env, port, i))
+        sup.wait_ready(timeout=180)
+        print(f"\nchat is up in {time.monotonic() - t0:.1f}s:\n"
+              "  web client   http://127.0.0.1:8080/   http://127.0.0.1:8081/\n"
+              "  websocket    ws://127.0.0.1:8080/v1/ws?access_token=$(.venv/bin/python -m edge.token alice)\n"
+              "  metrics      http://127.0.0.1:8080/metrics  workers :6066 :6067  sink :6070\n"
+              f"  logs         {sup.log_dir}\n"
+              "Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            for name, r in list(sup.running.items()):
+                if r.proc.poll() is not None:
+                    print(f"{name} exited with {r.proc.returncode}; see {r.log_path}", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        print("stopping ...", flush=True)
+        sup.stop_all()
+        if started_stack:
+            subprocess.run([STACK, "stop"])
+
+
+if __name__ == "__main__":
+    main()

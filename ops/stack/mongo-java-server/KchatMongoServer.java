@@ -1,0 +1,19 @@
+// Fallback MongoDB-wire server (de.bwaldvogel:mongo-java-server, H2 file backend) used by
+// ops/stack/stack.sh when FerretDB is unavailable. Usage: KchatMongoServer HOST PORT DBFILE
+import de.bwaldvogel.mongo.MongoServer;
+import de.bwaldvogel.mongo.backend.h2.H2Backend;
+
+public final class KchatMongoServer {
+    public static void main(String[] args) throws Exception {
+        if (args.length != 3) {
+            System.err.println("usage: KchatMongoServer HOST PORT DBFILE");
+            System.exit(2);
+        }
+        H2Backend backend = new H2Backend(args[2]);
+        MongoServer server = new MongoServer(backend);
+        server.bind(args[0], Integer.parseInt(args[1]));
+        System.out.println("mongo-java-server listening on " + args[0] + ":" + args[1]);
+        Runtime.getRuntime().addShutdownHook(new Thread(server::shutdown, "shutdown"));
+        Thread.currentThread().join();
+    }
+}

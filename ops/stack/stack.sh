@@ -1,0 +1,615 @@
+#!/usr/bin/env bash
+# Local service stack for the chat backend: Kafka 4.x (KRaft), Redis 7, FerretDB (MongoDB wire).
+#
+#   stack.sh install  [svc...]   install what is missing (idempotent; instant when installed)
+#   stack.sh start    [svc...]   start (idempotent) and wait for a protocol-level readiness probe
+#   stack.sh stop     [svc...]   SIGTERM, wait, SIGKILL after CHAT_STOP_TIMEOUT (idempotent)
+#   stack.sh stop-one  svc       same as `stop svc`
+#   stack.sh restart  [svc...]   stop + start
+#   stack.sh status   [svc...]   one line per service; exit 0 if all named services run, else 3
+#   stack.sh wipe                stop everything and delete all service data (fresh state)
+#   stack.sh logs      svc [N]   tail the service log(s)
+#   stack.sh probe     svc       run the readiness probe once
+#   stack.sh kafka-run CLASS ARGS...   run a Kafka tool class with the broker classpath, e.g.
+#        stack.sh kafka-run org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
+#
+# Services: kafka, redis, mongo (alias: ferretdb). No names = all.
+#
+# Environment (all optional):
+#   CHAT_DATA_DIR        data dir            (default: <repo>/.data)
+#   CHAT_CACHE_DIR       jars/binaries cache (default: $HOME/.cache/kchat), shared by all clones
+#   CHAT_KAFKA_PORT      9092  (controller listener = CHAT_KAFKA_PORT + 1)
+#   CHAT_REDIS_PORT      6379
+#   CHAT_MONGO_PORT      27017
+#   CHAT_KAFKA_VERSION   4.4.0
+#   CHAT_KAFKA_HEAP_OPTS "-Xms256m -Xmx1g"
+#   CHAT_MONGO_IMPL      ferretdb | java    (java = de.bwaldvogel mongo-java-server fallback; it is
+#                                            also used automatically if FerretDB cannot be built)
+#   CHAT_START_TIMEOUT   60   seconds to wait for readiness
+#   CHAT_STOP_TIMEOUT    30   seconds between SIGTERM and SIGKILL
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd -P)"
+KAFKA_CONF_DIR="$REPO_DIR/ops/kafka"
+
+DATA_DIR="${CHAT_DATA_DIR:-$REPO_DIR/.data}"
+CACHE_DIR="${CHAT_CACHE_DIR:-$HOME/.cache/kchat}"
+
+KAFKA_VERSION="${CHAT_KAFKA_VERSION:-4.4.0}"
+KAFKA_PORT="${CHAT_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
+KAFKA_CLUSTER_ID="a2NoYXQtbG9jYWwtZGV2MQ"   # fixed: base64url("kchat-local-dev1")
+KAFKA_NODE_ID=1
+KAFKA_HEAP_OPTS="${CHAT_KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
+KAFKA_HOME="$CACHE_DIR/kafka-$KAFKA_VERSION"
+KAFKA_LIBS="$KAFKA_HOME/libs"
+
+REDIS_PORT="${CHAT_REDIS_PORT:-6379}"
+
+MONGO_PORT="${CHAT_MONGO_PORT:-27017}"
+MONGO_IMPL="${CHAT_MONGO_IMPL:-ferretdb}"
+FERRETDB_VERSION="v1.24.2"
+FERRETDB_BIN="$CACHE_DIR/bin/ferretdb"
+MJS_VERSION="1.47.0"
+MJS_HOME="$CACHE_DIR/mongo-java-server-$MJS_VERSION"
+
+START_TIMEOUT="${CHAT_START_TIMEOUT:-60}"
+STOP_TIMEOUT="${CHAT_STOP_TIMEOUT:-30}"
+# stdlib-only probe; the system python starts ~3x faster than a pyenv shim
+if [ -n "${CHAT_PYTHON:-}" ]; then PYTHON="$CHAT_PYTHON"
+elif [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3
+else PYTHON=python3; fi
+
+ALL_SERVICES=(kafka redis mongo)
+
+# --------------------------------------------------------------------------- helpers
+
+log()  { printf '[stack] %s\n' "$*"; }
+warn() { printf '[stack] WARNING: %s\n' "$*" >&2; }
+die()  { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+now()  { printf '%s' "${EPOCHREALTIME/,/.}"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" = 0 ]; then
+    log "apt-get update ..."
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install $* ..."
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ensure_cmd CMD PACKAGE...: apt-install PACKAGE(s) if CMD is not on PATH
+ensure_cmd() {
+  local cmd="$1"; shift
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  apt_install "$@"
+  command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' still missing after installing $*"
+}
+
+ensure_java() {
+  if command -v java >/dev/null 2>&1; then
+    local major
+    major="$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')"
+    major="${major%%.*}"
+    if [ -n "$major" ] && [ "$major" -ge 17 ] 2>/dev/null; then return 0; fi
+    warn "java ${major:-?} is too old for Kafka 4 (needs 17+); installing openjdk-17"
+  fi
+  apt_install openjdk-17-jre-headless
+  local ver; ver="$(java -version 2>&1 || true)"
+  if [[ ! "$ver" =~ \"(1[7-9]|[2-9][0-9]) ]]; then
+    local j; j="$(ls -d /usr/lib/jvm/java-17-openjdk-*/bin/java 2>/dev/null | head -n1)"
+    [ -n "$j" ] || die "java 17+ not available"
+    export PATH="$(dirname "$j"):$PATH"
+  fi
+}
+
+canon() {
+  case "$1" in
+    kafka) echo kafka ;;
+    redis) echo redis ;;
+    mongo|ferretdb|mongodb) echo mongo ;;
+    *) die "unknown service '$1' (known: kafka redis mongo)" ;;
+  esac
+}
+
+# services from args (default: all), canonicalised, de-duplicated, in canonical order
+SERVICES=()
+parse_services() {
+  local want=() s c
+  if [ "$#" -eq 0 ]; then want=("${ALL_SERVICES[@]}"); else
+    for s in "$@"; do want+=("$(canon "$s")"); done
+  fi
+  SERVICES=()
+  for c in "${ALL_SERVICES[@]}"; do
+    for s in "${want[@]}"; do
+      if [ "$s" = "$c" ]; then SERVICES+=("$c"); break; fi
+    done
+  done
+}
+
+svc_port() {
+  case "$1" in kafka) echo "$KAFKA_PORT" ;; redis) echo "$REDIS_PORT" ;; mongo) echo "$MONGO_PORT" ;; esac
+}
+svc_pidfile() { echo "$DATA_DIR/pids/$1.pid"; }
+svc_logs() {
+  case "$1" in
+    kafka) echo "$DATA_DIR/logs/kafka.log $DATA_DIR/logs/kafka-server.log" ;;
+    *)     echo "$DATA_DIR/logs/$1.log" ;;
+  esac
+}
+# substring that must appear in /proc/PID/cmdline (guards against pid reuse)
+svc_marker() {
+  case "$1" in
+    kafka) echo "kafka.Kafka" ;;
+    redis) echo "redis-server" ;;
+    mongo) if [ "$(mongo_impl_running_or_configured)" = java ]; then echo "KchatMongoServer"; else echo "ferretdb"; fi ;;
+  esac
+}
+mongo_impl_running_or_configured() {
+  local f="$DATA_DIR/pids/mongo.impl"
+  if [ -f "$f" ]; then cat "$f"; else echo "$MONGO_IMPL"; fi
+}
+
+# prints the pid and returns 0 if the service's process is alive (and is what we started)
+svc_pid() {
+  local pf pid state
+  pf="$(svc_pidfile "$1")"
+  [ -s "$pf" ] || return 1
+  pid="$(cat "$pf" 2>/dev/null)" || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+  [ "$state" != Z ] || return 1
+  local cmdline marker
+  cmdline="$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  marker="$(svc_marker "$1")"
+  [[ "$cmdline" == *"$marker"* ]] || return 1
+  echo "$pid"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+probe() {  # probe SVC [extra args]
+  local svc="$1"; shift
+  "$PYTHON" "$SCRIPT_DIR/probe.py" "$svc" --port "$(svc_port "$svc")" "$@"
+}
+
+tail_logs() {
+  local f
+  for f in $(svc_logs "$1"); do
+    [ -f "$f" ] || continue
+    printf -- '----- last lines of %s -----\n' "$f" >&2
+    tail -n "${2:-40}" "$f" >&2
+  done
+}
+
+LOCK_FD_OPEN=0
+take_lock() {
+  [ "$LOCK_FD_OPEN" = 1 ] && return 0
+  mkdir -p "$DATA_DIR"
+  exec 9>"$DATA_DIR/.stack.lock"
+  if command -v flock >/dev/null 2>&1; then
+    flock -w 300 9 || die "could not take $DATA_DIR/.stack.lock (another stack.sh running?)"
+  fi
+  LOCK_FD_OPEN=1
+}
+
+make_dirs() {
+  mkdir -p "$DATA_DIR"/{kafka,redis,ferretdb,logs,pids}
+  # keep runtime data out of git when the data dir lives inside the clone (like .venv does)
+  [ -f "$DATA_DIR/.gitignore" ] || printf '# created by ops/stack/stack.sh\n*\n' >"$DATA_DIR/.gitignore"
+}
+
+# launch NAME CMD...: start CMD detached (own session), stdout/stderr appended to the log,
+# pid written by the child itself (so it is the pid of the exec'd service process).
+launch() {
+  local name="$1"; shift
+  local pf out i
+  pf="$(svc_pidfile "$name")"
+  out="$DATA_DIR/logs/$name.log"
+  rm -f "$pf" "$pf.tmp"
+  printf '===== %s stack.sh: starting %s\n' "$(date '+%F %T')" "$name" >>"$out"
+  setsid bash -c 'echo $$ > "$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$pf" "$@" \
+    </dev/null >>"$out" 2>&1 9>&- &
+  for i in $(seq 1 100); do
+    [ -s "$pf" ] && return 0
+    sleep 0.05
+  done
+  die "$name: launcher did not write $pf"
+}
+
+# --------------------------------------------------------------------------- install
+
+install_kafka() {
+  local stamp
+  stamp="kafka=$KAFKA_VERSION pom=$(sha256sum "$KAFKA_CONF_DIR/pom.xml" | cut -c1-16)"
+  if [ -f "$KAFKA_LIBS/.installed" ] && [ "$(cat "$KAFKA_LIBS/.installed")" = "$stamp" ]; then
+    return 0
+  fi
+  local t0; t0="$(now)"
+  ensure_java
+  ensure_cmd mvn maven
+  log "installing kafka $KAFKA_VERSION jars via maven into $KAFKA_LIBS ..."
+  mkdir -p "$KAFKA_HOME"
+  rm -rf "$KAFKA_HOME"/libs.tmp.* "$KAFKA_HOME/libs.old"
+  local tmp="$KAFKA_HOME/libs.tmp.$$"
+  if ! mvn -q -B -Dstyle.color=never -f "$KAFKA_CONF_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+        dependency:copy-dependencies -DoutputDirectory="$tmp"; then
+    rm -rf "$tmp"
+    die "maven could not fetch kafka $KAFKA_VERSION (see output above)"
+  fi
+  local j
+  for j in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar" \
+           "kafka-tools-$KAFKA_VERSION.jar"; do
+    [ -f "$tmp/$j" ] || { rm -rf "$tmp"; die "kafka install incomplete: $j missing"; }
+  done
+  ls "$tmp"/log4j-core-*.jar >/dev/null 2>&1 || { rm -rf "$tmp"; die "log4j-core missing"; }
+  # exactly one SLF4J binding (slf4j 1.x binding, matching Kafka's slf4j-api 1.7.x)
+  local bindings
+  bindings="$(ls "$tmp" | grep -cE '^(log4j-slf4j2?-impl|slf4j-(simple|reload4j|log4j12|jdk14|nop)|logback-classic)-' || true)"
+  [ "$bindings" = 1 ] || { rm -rf "$tmp"; die "expected exactly one SLF4J binding, found $bindings"; }
+  echo "$stamp" >"$tmp/.installed"
+  if [ -d "$KAFKA_LIBS" ]; then mv "$KAFKA_LIBS" "$KAFKA_HOME/libs.old"; fi
+  mv "$tmp" "$KAFKA_LIBS"
+  rm -rf "$KAFKA_HOME/libs.old"
+  log "kafka $KAFKA_VERSION installed ($(ls "$KAFKA_LIBS" | wc -l) jars) in $(since "$t0")"
+}
+
+install_redis() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  local t0; t0="$(now)"
+  log "installing redis-server (Debian package) ..."
+  apt_install redis-server
+  command -v redis-server >/dev/null 2>&1 || die "redis-server still missing after apt-get install"
+  log "redis installed: $(redis-server --version | awk '{print $3}') in $(since "$t0")"
+}
+
+ferretdb_ok() {
+  [ -x "$FERRETDB_BIN" ] || return 1
+  local v; v="$("$FERRETDB_BIN" --version 2>/dev/null)" || return 1
+  [[ $'\n'"$v"$'\n' == *$'\n'"version: $FERRETDB_VERSION"$'\n'* ]]
+}
+
+# FerretDB's `go install ...@v1.24.2` builds a binary that panics at startup because the
+# module zip lacks the generated build/version/version.txt. So: fetch the module through
+# the Go module proxy, copy it, write version.txt, and build from the copy.
+build_ferretdb() {
+  command -v go >/dev/null 2>&1 || { warn "go not found: cannot build FerretDB"; return 1; }
+  local work dir rc=0
+  mkdir -p "$CACHE_DIR/bin"
+  rm -rf "$CACHE_DIR"/ferretdb-build.*
+  work="$(mktemp -d "$CACHE_DIR/ferretdb-build.XXXXXX")"
+  (
+    set -e
+    cd "$work"
+    export GOFLAGS="" GO111MODULE=on
+    dir="$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
+           | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+    cp -r "$dir" src
+    chmod -R u+w src
+    echo "$FERRETDB_VERSION" > src/build/version/version.txt
+    cd src
+    go build -buildvcs=false -trimpath -ldflags='-s -w' -o "$work/ferretdb" ./cmd/ferretdb
+    "$work/ferretdb" --version >/dev/null
+    mv -f "$work/ferretdb" "$FERRETDB_BIN"
+  ) || rc=$?
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$work"
+  return "$rc"
+}
+
+install_mjs() {  # de.bwaldvogel:mongo-java-server fallback
+  local stamp
+  stamp="mjs=$MJS_VERSION src=$(cat "$SCRIPT_DIR/mongo-java-server/pom.xml" \
+          "$SCRIPT_DIR/mongo-java-server/KchatMongoServer.java" | sha256sum | cut -c1-16)"
+  if [ -f "$MJS_HOME/.installed" ] && [ "$(cat "$MJS_HOME/.installed")" = "$stamp" ]; then
+    return 0
+  fi
+  local t0; t0="$(now)"
+  ensure_java
+  ensure_cmd mvn maven
+  command -v javac >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
+  log "installing mongo-java-server $MJS_VERSION via maven (FerretDB fallback) ..."
+  mkdir -p "$CACHE_DIR"
+  rm -rf "$CACHE_DIR"/mongo-java-server.tmp.*
+  local tmp="$CACHE_DIR/mongo-java-server.tmp.$$"
+  mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/mongo-java-server/pom.xml" -Dmjs.version="$MJS_VERSION" \
+      dependency:copy-dependencies -DoutputDirectory="$tmp/libs" \
+    || { rm -rf "$tmp"; die "maven could not fetch mongo-java-server"; }
+  mkdir -p "$tmp/classes"
+  javac -d "$tmp/classes" -cp "$tmp/libs/*" "$SCRIPT_DIR/mongo-java-server/KchatMongoServer.java" \
+    || { rm -rf "$tmp"; die "could not compile KchatMongoServer.java"; }
+  echo "$stamp" >"$tmp/.installed"
+  rm -rf "$MJS_HOME"
+  mv "$tmp" "$MJS_HOME"
+  log "mongo-java-server $MJS_VERSION installed in $(since "$t0")"
+}
+
+install_mongo() {
+  if [ "$MONGO_IMPL" = java ]; then install_mjs; return; fi
+  ferretdb_ok && return 0
+  local t0; t0="$(now)"
+  log "building ferretdb $FERRETDB_VERSION with go (module proxy) into $FERRETDB_BIN ..."
+  if build_ferretdb && ferretdb_ok; then
+    log "ferretdb $FERRETDB_VERSION installed in $(since "$t0")"
+    return 0
+  fi
+  warn "FerretDB could not be built; falling back to de.bwaldvogel:mongo-java-server"
+  mkdir -p "$CACHE_DIR"
+  echo java >"$CACHE_DIR/mongo-impl-fallback"
+  install_mjs
+}
+
+# effective mongo implementation: CHAT_MONGO_IMPL, or java if FerretDB had to be replaced
+mongo_impl() {
+  if [ "$MONGO_IMPL" = java ]; then echo java; return; fi
+  if ! ferretdb_ok && [ -f "$CACHE_DIR/mongo-impl-fallback" ]; then echo java; return; fi
+  echo ferretdb
+}
+
+ensure_python() { ensure_cmd "$PYTHON" python3; }
+
+cmd_install() {
+  parse_services "$@"
+  ensure_python
+  local s
+  for s in "${SERVICES[@]}"; do "install_$s"; done
+  log "install: ok (${SERVICES[*]})"
+}
+
+# --------------------------------------------------------------------------- start
+
+kafka_java_opts() {
+  # shellcheck disable=SC2086
+  printf '%s\n' $KAFKA_HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true ${CHAT_KAFKA_JAVA_OPTS:-}
+}
+
+start_kafka() {
+  local kdir="$DATA_DIR/kafka" props="$DATA_DIR/kafka/server.properties"
+  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+      -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+      -e "s|@KAFKA_DATA_DIR@|$kdir|g" \
+      "$KAFKA_CONF_DIR/server.properties" >"$props.tmp"
+  mv -f "$props.tmp" "$props"
+  if [ ! -f "$kdir/data/meta.properties" ]; then
+    # never formatted (or a half-finished format): start from an empty log dir
+    rm -rf "$kdir/data"
+    log "kafka: formatting KRaft storage (cluster id $KAFKA_CLUSTER_ID) ..."
+    printf '===== %s stack.sh: formatting kafka storage\n' "$(date '+%F %T')" >>"$DATA_DIR/logs/kafka.log"
+    if ! java -Xmx256m -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2-tools.xml" \
+          -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format \
+          -t "$KAFKA_CLUSTER_ID" -c "$props" >>"$DATA_DIR/logs/kafka.log" 2>&1; then
+      rm -rf "$kdir/data"
+      tail_logs kafka
+      die "kafka: storage format failed"
+    fi
+  fi
+  local jopts; mapfile -t jopts < <(kafka_java_opts)
+  launch kafka java "${jopts[@]}" \
+    "-Xlog:gc*:file=$DATA_DIR/logs/kafka-gc.log:time,tags:filecount=3,filesize=10M" \
+    -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2.xml" \
+    -Dkafka.logs.dir="$DATA_DIR/logs" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$props"
+}
+
+start_redis() {
+  launch redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DATA_DIR/redis" \
+    --daemonize no --save "" --appendonly no --logfile "" --loglevel notice
+}
+
+start_mongo() {
+  local impl; impl="$(mongo_impl)"
+  echo "$impl" >"$DATA_DIR/pids/mongo.impl"
+  if [ "$impl" = java ]; then
+    mkdir -p "$DATA_DIR/ferretdb/mongo-java-server"
+    launch mongo java -Xms32m -Xmx256m -XX:+UseSerialGC -cp "$MJS_HOME/classes:$MJS_HOME/libs/*" \
+      KchatMongoServer 127.0.0.1 "$MONGO_PORT" "$DATA_DIR/ferretdb/mongo-java-server/db.mv"
+  else
+    mkdir -p "$DATA_DIR/ferretdb/state"
+    launch mongo "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$DATA_DIR/ferretdb/" \
+      --listen-addr="127.0.0.1:$MONGO_PORT" --state-dir="$DATA_DIR/ferretdb/state" \
+      --telemetry=disable --debug-addr=- --log-level=warn --log-format=text
+  fi
+}
+
+# check_ports SVC: fail early with a clear message if a foreign process holds our port(s)
+check_ports() {
+  local p ports
+  ports="$(svc_port "$1")"
+  [ "$1" = kafka ] && ports="$ports $KAFKA_CONTROLLER_PORT"
+  for p in $ports; do
+    if port_in_use "$p"; then
+      echo "[stack] ERROR: $1: port 127.0.0.1:$p is already in use by another process (not started by this stack.sh with data dir $DATA_DIR). Stop it or change the CHAT_*_PORT variables." >&2
+      return 1
+    fi
+  done
+}
+
+cmd_start() {
+  parse_services "$@"
+  ensure_python
+  take_lock
+  make_dirs
+  local s pid t0 failed=0
+  local -a launched=() waiting=()
+  t0="$(now)"
+  for s in "${SERVICES[@]}"; do "install_$s"; done
+  for s in "${SERVICES[@]}"; do
+    if pid="$(svc_pid "$s")"; then
+      waiting+=("$s")
+      continue
+    fi
+    rm -f "$(svc_pidfile "$s")"
+    if ! check_ports "$s"; then failed=1; continue; fi
+    log "starting $s ..."
+    "start_$s"
+    launched+=("$s")
+    waiting+=("$s")
+  done
+  for s in "${waiting[@]}"; do
+    wait_ready "$s" || failed=1
+  done
+  if [ "$failed" != 0 ]; then
+    die "start failed (see messages above)"
+  fi
+  if [ "${#launched[@]}" -eq 0 ]; then
+    log "already running: ${SERVICES[*]} (no-op)"
+  else
+    log "started: ${launched[*]} in $(since "$t0")"
+  fi
+}
+
+wait_ready() {
+  local s="$1" t0 deadline pid
+  t0="$(now)"
+  deadline=$((SECONDS + START_TIMEOUT))
+  while :; do
+    if ! pid="$(svc_pid "$s")"; then
+      echo "[stack] ERROR: $s exited during startup" >&2
+      tail_logs "$s"
+      rm -f "$(svc_pidfile "$s")"
+      return 1
+    fi
+    if probe "$s" --quiet --timeout 1; then
+      log "$s ready on 127.0.0.1:$(svc_port "$s") (pid $pid, $(since "$t0"))"
+      return 0
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "[stack] ERROR: $s not ready after ${START_TIMEOUT}s; last probe result:" >&2
+      probe "$s" --timeout 1 >&2 || true
+      tail_logs "$s"
+      stop_many "$s" >/dev/null 2>&1 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# --------------------------------------------------------------------------- stop
+
+# stop_many SVC...: SIGTERM all, wait (shared deadline), SIGKILL stragglers
+stop_many() {
+  local s pid
+  local -A pids=()
+  for s in "$@"; do
+    if pid="$(svc_pid "$s")"; then
+      log "stopping $s (pid $pid) ..."
+      kill -TERM "$pid" 2>/dev/null || true
+      pids[$s]=$pid
+    else
+      rm -f "$(svc_pidfile "$s")"
+    fi
+  done
+  local deadline=$((SECONDS + STOP_TIMEOUT)) t0; t0="$(now)"
+  for s in "${!pids[@]}"; do
+    while svc_pid "$s" >/dev/null; do
+      if [ "$SECONDS" -ge "$deadline" ]; then
+        warn "$s did not exit within ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
+        kill -KILL "${pids[$s]}" 2>/dev/null || true
+        local i
+        for i in $(seq 1 50); do svc_pid "$s" >/dev/null || break; sleep 0.1; done
+        break
+      fi
+      sleep 0.1
+    done
+    if svc_pid "$s" >/dev/null; then
+      die "$s (pid ${pids[$s]}) is still alive after SIGKILL"
+    fi
+    rm -f "$(svc_pidfile "$s")"
+    log "$s stopped ($(since "$t0"))"
+  done
+}
+
+cmd_stop() {
+  parse_services "$@"
+  take_lock
+  local s any=0
+  for s in "${SERVICES[@]}"; do svc_pid "$s" >/dev/null && any=1; done
+  stop_many "${SERVICES[@]}"
+  [ "$any" = 1 ] || log "not running: ${SERVICES[*]} (no-op)"
+}
+
+# --------------------------------------------------------------------------- status etc.
+
+cmd_status() {
+  parse_services "$@"
+  local s pid rss ready rc=0 addr impl
+  for s in "${SERVICES[@]}"; do
+    addr="127.0.0.1:$(svc_port "$s")"
+    impl=""
+    [ "$s" = mongo ] && impl=" ($(mongo_impl_running_or_configured))"
+    if pid="$(svc_pid "$s")"; then
+      rss="$(awk '/^VmRSS:/ {printf "%.1fMiB", $2/1024}' "/proc/$pid/status" 2>/dev/null || echo '?')"
+      if probe "$s" --quiet --timeout 1; then ready=ready; else ready=not-ready; fi
+      printf '%-6s running  pid=%-8s %-16s rss=%-10s %s%s\n' "$s" "$pid" "$addr" "$rss" "$ready" "$impl"
+    else
+      printf '%-6s stopped  pid=%-8s %-16s rss=%-10s %s%s\n' "$s" "-" "$addr" "-" "-" "$impl"
+      rc=3
+    fi
+  done
+  return "$rc"
+}
+
+cmd_wipe() {
+  take_lock
+  parse_services
+  stop_many "${ALL_SERVICES[@]}"
+  local d
+  for d in kafka redis ferretdb logs pids; do
+    rm -rf "${DATA_DIR:?}/$d"
+  done
+  make_dirs
+  log "wiped service data in $DATA_DIR"
+}
+
+cmd_logs() {
+  [ "$#" -ge 1 ] || die "usage: stack.sh logs SERVICE [LINES]"
+  local s; s="$(canon "$1")"
+  local f
+  for f in $(svc_logs "$s"); do
+    [ -f "$f" ] || continue
+    printf -- '----- %s -----\n' "$f"
+    tail -n "${2:-50}" "$f"
+  done
+}
+
+cmd_kafka_run() {
+  [ "$#" -ge 1 ] || die "usage: stack.sh kafka-run CLASS [ARGS...]"
+  install_kafka
+  exec java -Xmx512m -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2-tools.xml" \
+    -cp "$KAFKA_LIBS/*" "$@"
+}
+
+usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+
+main() {
+  local cmd="${1:-}"
+  [ "$#" -gt 0 ] && shift
+  case "$cmd" in
+    install)   cmd_install "$@" ;;
+    start)     cmd_start "$@" ;;
+    stop)      cmd_stop "$@" ;;
+    stop-one)  [ "$#" -eq 1 ] || die "usage: stack.sh stop-one SERVICE"; cmd_stop "$1" ;;
+    restart)   cmd_stop "$@"; cmd_start "$@" ;;
+    status)    cmd_status "$@" ;;
+    wipe)      cmd_wipe ;;
+    logs)      cmd_logs "$@" ;;
+    probe)     [ "$#" -ge 1 ] || die "usage: stack.sh probe SERVICE"
+               local s; s="$(canon "$1")"; shift; probe "$s" "$@" ;;
+    kafka-run) cmd_kafka_run "$@" ;;
+    -h|--help|help|"") usage ;;
+    *) usage >&2; die "unknown command '$cmd'" ;;
+  esac
+}
+
+main "$@"

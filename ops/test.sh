@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make test`: static checks, unit tests, then the integration suite against the real stack.
+# Services this script started are stopped again at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+STACK=ops/stack/stack.sh
+
+started_stack=0
+if ! $STACK status >/dev/null 2>&1; then started_stack=1; fi
+cleanup() {
+  if [ "$started_stack" = 1 ]; then $STACK stop || true; fi
+}
+trap cleanup EXIT
+
+echo "== lint"
+$PY -m ruff check .
+echo "== types"
+$PY -m mypy chat edge topologies tables sinks ops
+echo "== stack"
+$STACK start
+echo "== tests"
+$PY -m pytest tests -q -p no:cacheprovider "$@"
+if [ -f web/package.json ]; then
+  echo "== web unit tests"
+  (cd web && npm test --silent)
+fi

@@ -1,0 +1,1 @@
+"""Sinks: processes that turn topics into the read side (MongoDB)."""

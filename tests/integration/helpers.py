@@ -1,0 +1,54 @@
+"""Small helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pymongo import AsyncMongoClient
+
+from tests.client import ChatClient
+
+T = TypeVar("T")
+
+
+async def synced(client: ChatClient, cursors: dict[str, int] | None = None) -> dict[str, Any]:
+    """Send ``sync`` and return ``sync.done``. Once it is back, the session is registered with
+    the sessions agent, so everything sent to the user afterwards reaches it live."""
+    frame: dict[str, Any] = {"type": "sync"}
+    if cursors is not None:
+        frame["cursors"] = cursors
+    return await client.request(frame, timeout=30)
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 20.0,
+                     interval: float = 0.1) -> T:
+    """Poll ``probe`` until it returns something truthy (for state that settles asynchronously,
+    like the MongoDB sink); fail with the last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not reached in {timeout}s (last: {last!r})")
+
+
+async def stored_messages(mongo_url: str, db: str, conversation_id: str) -> list[dict[str, Any]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        cursor = client[db].messages.find({"conversation_id": conversation_id}).sort("seq", 1)
+        return [m async for m in cursor]
+    finally:
+        await client.close()
+
+
+async def create_direct(client: ChatClient, other: str) -> dict[str, Any]:
+    reply = await client.request({"type": "conversation.create", "kind": "direct",
+                                  "members": [other]})
+    assert reply["type"] == "ok", reply
+    conversation: dict[str, Any] = reply["conversation"]
+    return conversation

@@ -1,0 +1,1 @@
+"""The stream topology: Faust agents that own all chat state (see docs/topology.md)."""

@@ -1,0 +1,44 @@
+"""Run one stream worker: ``python -m topologies``.
+
+Health: ``GET /healthz`` (process up), ``GET /readyz`` (Kafka reachable and partitions
+assigned), ``GET /metrics`` (Prometheus), on CHAT_WORKER_WEB_PORT (default 6066).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from chat.logs import setup_logging
+from topologies import router, sessions  # noqa: F401  (registers the agents and timers)
+from topologies.app import app, settings
+
+
+@app.page("/healthz")
+async def healthz(web: Any, request: Any) -> Any:
+    return web.json({"status": "ok"})
+
+
+@app.page("/readyz")
+async def readyz(web: Any, request: Any) -> Any:
+    assigned = app.consumer.assignment() if app.consumer else set()
+    ready = app.rebalancing is False and bool(assigned)
+    return web.json({"ready": ready, "partitions": len(assigned)}, status=200 if ready else 503)
+
+
+@app.page("/metrics")
+async def metrics_page(web: Any, request: Any) -> Any:
+    return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def main() -> None:
+    setup_logging("worker", settings.log_level)
+    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower(),
+                "--web-port", str(settings.worker_web_port), "--web-host", "127.0.0.1"]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

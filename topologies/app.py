@@ -1,0 +1,86 @@
+"""The Faust application of the stream workers: its topics and its tables.
+
+Start a worker with ``python -m topologies``. Every worker runs every agent; Kafka's consumer
+group spreads the partitions (and so the table rows) over the running workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from chat.settings import Settings, load_settings
+from tables import (
+    conversations,
+    inbox,
+    presence_subscribers,
+    receipts,
+    sequences,
+    sessions,
+    typing_state,
+)
+
+settings: Settings = load_settings()
+
+app = faust.App(
+    settings.worker_app_id,
+    broker=f"kafka://{settings.kafka_bootstrap}",
+    store="memory://",
+    autodiscover=False,
+    topic_partitions=settings.conversation_partitions,
+    topic_replication_factor=settings.replication_factor,
+    table_standby_replicas=settings.table_standby_replicas,
+    producer_acks=-1,
+    producer_linger=0.0,
+    broker_commit_interval=1.0,
+    consumer_auto_offset_reset="earliest",
+    web_host="127.0.0.1",
+    web_port=settings.worker_web_port,
+    web_in_thread=False,
+)
+
+
+def _raw_topic(name: str, partitions: int) -> faust.TopicT:
+    # Keys and values stay bytes: agents decode JSON with orjson themselves, and the key bytes
+    # are exactly what the edges hashed to pick the partition.
+    return app.topic(
+        settings.topic(name),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+commands_topic = _raw_topic("commands", settings.conversation_partitions)
+messages_topic = _raw_topic("messages", settings.conversation_partitions)
+conversations_topic = _raw_topic("conversations", settings.conversation_partitions)
+receipts_topic = _raw_topic("receipts", settings.conversation_partitions)
+users_topic = _raw_topic("users", settings.user_partitions)
+deliver_topic = _raw_topic("deliver", settings.deliver_partitions)
+
+
+def _table(name: str, partitions: int) -> Any:
+    # use_partitioner: the changelog record of key K goes to partition hash(K), which is the
+    # partition of K in the source topic (same key bytes, same partitioner, same count). Table
+    # writes then never depend on which event is "current", so agents may work in batches.
+    return app.Table(
+        name,
+        partitions=partitions,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        use_partitioner=True,
+    )
+
+
+# Keyed by conversation_id, co-partitioned with chat.commands; owned by the router.
+conversations_table = _table(conversations.TABLE, settings.conversation_partitions)
+sequences_table = _table(sequences.TABLE, settings.conversation_partitions)
+receipts_table = _table(receipts.TABLE, settings.conversation_partitions)
+typing_table = _table(typing_state.TABLE, settings.conversation_partitions)
+
+# Keyed by user_id, co-partitioned with chat.users; owned by the sessions agent.
+sessions_table = _table(sessions.TABLE, settings.user_partitions)
+inbox_table = _table(inbox.TABLE, settings.user_partitions)
+presence_subscribers_table = _table(presence_subscribers.TABLE, settings.user_partitions)

@@ -1,0 +1,79 @@
+"""A unit of work for one batch of input events: staged table rows, output records and replies.
+
+Agents never write a table or produce a record directly. They read rows through the outbox
+(which sees the rows staged earlier in the same batch) and stage what they change; then
+:meth:`Outbox.publish` makes it durable in an order that keeps a crash anywhere harmless:
+
+1. output records (sequenced messages, fan-out, deliveries) are produced and flushed;
+2. only then the changed table rows are written to their changelogs and flushed;
+3. only then replies that promise durability (``message.ack``, ``ok``) are produced.
+
+A worker that dies before 2 replays the batch against the old rows and produces the very same
+records again (consumers dedupe by natural keys); one that dies after 2 finds the new rows and
+repeats the replies. The batch's input offsets are committed only after ``publish`` returns
+(``Stream.take_events`` acks the events when the next batch is requested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from chat import records
+
+
+@dataclass
+class Outbox:
+    app: faust.App
+    deliver_topic: faust.TopicT
+    _rows: dict[tuple[int, str], tuple[Any, Any]] = field(default_factory=dict)
+    _records: list[tuple[faust.TopicT, bytes | None, bytes, int | None]] = field(default_factory=list)
+    _replies: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def row(self, table: Any, key: str) -> Any:
+        staged = self._rows.get((id(table), key))
+        if staged is not None:
+            return staged[1]
+        return table.get(key)
+
+    def stage_row(self, table: Any, key: str, value: Any) -> None:
+        self._rows[(id(table), key)] = (table, value)
+
+    def produce(
+        self, topic: faust.TopicT, key: str | None, value: Any, partition: int | None = None
+    ) -> None:
+        raw_key = key.encode() if key is not None else None
+        self._records.append((topic, raw_key, records.dumps(value), partition))
+
+    def deliver(self, slot: int, sessions: list[str], frame: dict[str, Any]) -> None:
+        """A frame for some sessions held by the edge in ``slot``; produced in step 1."""
+        self._records.append((self.deliver_topic, None, records.delivery(sessions, frame), slot))
+
+    def deliver_raw(self, slot: int, value: dict[str, Any]) -> None:
+        self._records.append((self.deliver_topic, None, records.dumps(value), slot))
+
+    def reply_when_durable(self, slot: int, session: str, frame: dict[str, Any]) -> None:
+        """A reply that promises durability (``message.ack``, ``ok``); produced in step 3."""
+        self._replies.append((slot, records.delivery([session], frame)))
+
+    async def publish(self) -> None:
+        producer = self.app.producer
+        for topic, key, value, partition in self._records:
+            await topic.send(key=key, value=value, partition=partition)
+        if self._records:
+            await producer.flush()
+        for (_, key), (table, value) in self._rows.items():
+            if value is None:
+                if key in table:
+                    del table[key]
+            else:
+                table[key] = value
+        if self._rows:
+            await producer.flush()
+        for slot, value in self._replies:
+            await self.deliver_topic.send(value=value, partition=slot)
+        self._rows.clear()
+        self._records.clear()
+        self._replies.clear()
