@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 
+from chat.logs import json_logging_config
 from chat.settings import Settings, load_settings
 from tables import (
     conversations,
@@ -38,6 +39,8 @@ app = faust.App(
     web_host="127.0.0.1",
     web_port=settings.worker_web_port,
     web_in_thread=False,
+    # Structured JSON lines like every other process (see chat/logs.py).
+    logging_config=json_logging_config("worker", settings.log_level),
 )
 
 

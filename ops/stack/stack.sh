@@ -446,6 +446,7 @@ cmd_start() {
   for s in "${SERVICES[@]}"; do "install_$s"; done
   for s in "${SERVICES[@]}"; do
     if pid="$(svc_pid "$s")"; then
+      log "$s already running (pid $pid)"
       waiting+=("$s")
       continue
     fi
@@ -457,7 +458,11 @@ cmd_start() {
     waiting+=("$s")
   done
   for s in "${waiting[@]}"; do
-    wait_ready "$s" || failed=1
+    if [[ " ${launched[*]} " == *" $s "* ]]; then
+      wait_ready "$s" || failed=1
+    else
+      wait_ready "$s" quiet || failed=1   # already running: still must answer its probe
+    fi
   done
   if [ "$failed" != 0 ]; then
     die "start failed (see messages above)"
@@ -469,8 +474,8 @@ cmd_start() {
   fi
 }
 
-wait_ready() {
-  local s="$1" t0 deadline pid
+wait_ready() {  # wait_ready SVC [quiet]
+  local s="$1" quiet="${2:-}" t0 deadline pid
   t0="$(now)"
   deadline=$((SECONDS + START_TIMEOUT))
   while :; do
@@ -481,7 +486,7 @@ wait_ready() {
       return 1
     fi
     if probe "$s" --quiet --timeout 1; then
-      log "$s ready on 127.0.0.1:$(svc_port "$s") (pid $pid, $(since "$t0"))"
+      [ -n "$quiet" ] || log "$s ready on 127.0.0.1:$(svc_port "$s") (pid $pid, $(since "$t0"))"
       return 0
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
