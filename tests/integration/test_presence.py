@@ -1,0 +1,47 @@
+"""Presence: online while a session is connected anywhere, subscribe/query, last_seen."""
+
+from __future__ import annotations
+
+from tests.integration.conftest import App
+from tests.integration.helpers import synced
+
+
+async def test_presence_follows_sessions_on_any_edge(app: App, clients, user_ids) -> None:
+    watcher = await app.client(user_ids.watcher, edge=0)
+    clients.append(watcher)
+    reply = await watcher.request({"type": "presence.subscribe", "users": [user_ids.bob]})
+    assert reply["type"] == "ok"
+    assert reply["presence"] == [{"user": user_ids.bob, "status": "offline", "last_seen": 0}]
+
+    phone = await app.client(user_ids.bob, edge=1)
+    clients.append(phone)
+    online = await watcher.wait_for(lambda f: f["type"] == "presence")
+    assert online["user"] == user_ids.bob and online["status"] == "online"
+
+    laptop = await app.client(user_ids.bob, edge=0)
+    clients.append(laptop)
+    await synced(laptop)
+    await phone.close()  # still online through the laptop
+    await synced(laptop)
+    query = await watcher.request({"type": "presence.query", "users": [user_ids.bob]})
+    assert query["presence"][0]["status"] == "online"
+    await laptop.close()
+    offline = await watcher.wait_for(lambda f: f["type"] == "presence"
+                                     and f["status"] == "offline")
+    assert offline["last_seen"] >= online["last_seen"] > 0
+    assert [f["status"] for f in watcher.of_type("presence")] == ["online", "offline"]
+
+    async def settled() -> dict | None:
+        q = await watcher.request({"type": "presence.query", "users": [user_ids.bob]})
+        return q if q["presence"][0]["status"] == "offline" else None
+
+    from tests.integration.helpers import eventually
+    q = await eventually(settled)
+    assert q["presence"][0]["last_seen"] == offline["last_seen"]
+
+
+async def test_presence_rejects_too_many_users(app: App, clients, user_ids) -> None:
+    watcher = await app.client(user_ids.watcher)
+    clients.append(watcher)
+    reply = await watcher.request({"type": "presence.query", "users": [f"u{i}" for i in range(501)]})
+    assert reply["type"] == "error" and reply["code"] == "bad_request"
