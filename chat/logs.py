@@ -46,7 +46,6 @@ def setup_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
-
 def json_logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
     """The same setup as :func:`setup_logging`, as a dictConfig (Faust's worker wants one)."""
     quiet = "WARNING" if level.upper() in ("INFO", "DEBUG") else level.upper()
@@ -54,8 +53,13 @@ def json_logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter, "service": service}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
-                                "stream": "ext://sys.stderr"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {name: {"level": quiet} for name in QUIET_LOGGERS},
     }

@@ -10,8 +10,9 @@ from typing import Any, Final
 
 import orjson
 
-USER_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-GROUP_ID_RE: Final = re.compile(r"^grp:[0-9a-f]{32}$")
+# Always used with fullmatch: "$" would also accept a trailing newline.
+USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+GROUP_ID_RE: Final = re.compile(r"grp:[0-9a-f]{32}")
 MAX_BODY_CHARS: Final = 4000
 MAX_TITLE_CHARS: Final = 200
 MAX_CLIENT_MSG_ID: Final = 64
@@ -70,7 +71,7 @@ class ClientFrame:
 
 
 def is_user_id(value: object) -> bool:
-    return isinstance(value, str) and USER_ID_RE.match(value) is not None
+    return isinstance(value, str) and USER_ID_RE.fullmatch(value) is not None
 
 
 def direct_conversation_id(a: str, b: str) -> str:
@@ -83,7 +84,7 @@ def is_conversation_id(value: object) -> bool:
     if not isinstance(value, str) or len(value) > 140:
         return False
     if value.startswith("grp:"):
-        return GROUP_ID_RE.match(value) is not None
+        return GROUP_ID_RE.fullmatch(value) is not None
     if value.startswith("dm:"):
         parts = value[3:].split(":")
         return (
@@ -133,7 +134,9 @@ def _frame_id(value: object) -> FrameId:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ProtocolError(BAD_REQUEST, "id must be a string of at most 64 characters or an integer")
+        raise ProtocolError(
+            BAD_REQUEST, "id must be a string of at most 64 characters or an integer"
+        )
     if isinstance(value, int):
         if -(2**63) <= value < 2**63:
             return value

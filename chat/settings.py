@@ -21,7 +21,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    env: str = "dev"
+    # "dev" enables POST /v1/dev/token and the well-known development JWT secret.
+    env: str = "production"
     # Backends
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -40,12 +41,16 @@ class Settings:
     edge_port: int = 8080
     edge_slot: int = -1  # -1: lease a free slot from Redis
     allowed_origins: tuple[str, ...] = ()
+    # Peers (e.g. the nginx in front) whose X-Forwarded-For names the real client address.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
+    # Where workers and the sink serve /healthz, /readyz and /metrics (0.0.0.0 in containers).
+    metrics_host: str = "127.0.0.1"
     web_dist: str = ""
     tls_cert: str = ""
     tls_key: str = ""
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 10.0
-    edge_liveness_ttl_s: int = 15
+    edge_liveness_ttl_s: int = 10
     # Limits
     max_frame_bytes: int = 64 * 1024
     max_group_members: int = 1000
@@ -98,7 +103,9 @@ def _convert(raw: str, default: Any, name: str) -> Any:
         if isinstance(default, tuple):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
     except ValueError as exc:
-        raise SettingsError(f"CHAT_{name.upper()}={raw!r} is not a valid {type(default).__name__}") from exc
+        raise SettingsError(
+            f"CHAT_{name.upper()}={raw!r} is not a valid {type(default).__name__}"
+        ) from exc
     return raw
 
 
@@ -128,6 +135,19 @@ def _validate(settings: Settings) -> None:
             f"CHAT_EDGE_SLOT={settings.edge_slot} must be below "
             f"CHAT_DELIVER_PARTITIONS={settings.deliver_partitions}"
         )
+    for name in (
+        "messages_per_s",
+        "typing_per_s",
+        "upgrades_per_min",
+        "messages_burst",
+        "typing_burst",
+        "inbox_max_per_conversation",
+        "dedup_window",
+        "connections_per_user",
+        "max_group_members",
+    ):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"CHAT_{name.upper()} must be positive")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise SettingsError("CHAT_TLS_CERT and CHAT_TLS_KEY must be set together")
 
@@ -141,5 +161,3 @@ def describe() -> list[tuple[str, str]]:
             default = ",".join(default)
         out.append((f"CHAT_{f.name.upper()}", str(default)))
     return out
-
-

@@ -33,8 +33,15 @@ def main() -> None:
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        web.run_app(build_app(settings), host=settings.edge_host, port=settings.edge_port, ssl_context=ssl_context,
-                    access_log=None, print=None, shutdown_timeout=5.0)
+        web.run_app(
+            build_app(settings),
+            host=settings.edge_host,
+            port=settings.edge_port,
+            ssl_context=ssl_context,
+            access_log=None,
+            print=None,
+            shutdown_timeout=5.0,
+        )
     except Exception as exc:  # e.g. Kafka unreachable at start, port in use
         log.error("edge cannot start: %s", exc)
         sys.exit(1)

@@ -1,7 +1,7 @@
 """The edge node's aiohttp application: WebSocket sessions, REST, health and metrics.
 
-    client ──WS frame──▶ decode/validate (chat.protocol) ──▶ edge.commands ──▶ Kafka
-    Kafka chat.deliver[slot] ──▶ on_delivery ──▶ Session.send ──▶ client
+client ──WS frame──▶ decode/validate (chat.protocol) ──▶ edge.commands ──▶ Kafka
+Kafka chat.deliver[slot] ──▶ on_delivery ──▶ Session.send ──▶ client
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,9 @@ class Edge:
         self.edge_id = uuid.uuid4().hex
         self.verifier = TokenVerifier(settings)
         self.registry = SessionRegistry()
-        self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0,
-                                             socket_connect_timeout=2.0)
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
         self.limiter = RateLimiter(self.redis)
         self.kafka = KafkaIO(settings, self.on_delivery)
         self.store = Store(settings, self.redis)
@@ -67,8 +69,10 @@ class Edge:
         self.closing = True
         # Clients reconnect to another node and sync.
         sessions = list(self.registry.sessions.values())
-        await asyncio.gather(*(s.close(WSCloseCode.GOING_AWAY, "server shutdown") for s in sessions),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(s.close(WSCloseCode.GOING_AWAY, "server shutdown") for s in sessions),
+            return_exceptions=True,
+        )
         await self.kafka.stop()
         await self.liveness.stop()
         await self.store.close()
@@ -102,8 +106,11 @@ class Edge:
             messages.sort(key=lambda m: (m["conversation_id"], m["seq"]))
             for message in messages:
                 session.send({"type": "message", **message})
-            done: dict[str, Any] = {"type": "sync.done", "conversations": sync["conversations"],
-                                    "truncated": sync["truncated"]}
+            done: dict[str, Any] = {
+                "type": "sync.done",
+                "conversations": sync["conversations"],
+                "truncated": sync["truncated"],
+            }
             if sync.get("id") is not None:
                 done["id"] = sync["id"]
             session.send(done)
@@ -137,15 +144,16 @@ class Edge:
         if not self._origin_allowed(request):
             metrics.upgrades_refused.labels("origin").inc()
             return json_error(403, "forbidden")
-        ip = request.remote or "?"
+        ip = client_address(request, self.settings.trusted_proxies)
         verdict = await self.limiter.check(
             Limit("upgrade", self.settings.upgrades_per_min / 60.0, self.settings.upgrades_per_min),
             ip,
         )
         if not verdict.allowed:
             metrics.upgrades_refused.labels("rate_limited").inc()
-            return web.json_response({"error": "rate_limited", "retry_after_ms": verdict.retry_after_ms},
-                                     status=429)
+            return web.json_response(
+                {"error": "rate_limited", "retry_after_ms": verdict.retry_after_ms}, status=429
+            )
         if self.registry.count_for(identity.user) >= self.settings.connections_per_user:
             metrics.upgrades_refused.labels("too_many_connections").inc()
             return web.json_response({"error": "too_many_connections"}, status=429)
@@ -163,10 +171,15 @@ class Edge:
             lambda: asyncio.ensure_future(session.close(TOKEN_EXPIRED, "token expired")),
         )
         try:
-            await self.kafka.send_user_event(session.user, {
-                "op": "session.open", "session": session.id, "slot": self.slot,
-                "edge": self.edge_id,
-            })
+            await self.kafka.send_user_event(
+                session.user,
+                {
+                    "op": "session.open",
+                    "session": session.id,
+                    "slot": self.slot,
+                    "edge": self.edge_id,
+                },
+            )
         except KafkaUnavailable:
             await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"backend unavailable")
             self.registry.remove(session)
@@ -193,14 +206,19 @@ class Edge:
         assert self.ctx is not None
         ws = session.ws
         async for msg in ws:
+            if session.closing:
+                continue  # closing for abuse: read what is in flight, act on nothing
             if msg.type == WSMsgType.TEXT:
                 await self._on_text(session, msg.data)
             elif msg.type == WSMsgType.BINARY:
-                self._reply_error(session, ProtocolError(protocol.BAD_REQUEST,
-                                                         "binary frames are not supported"))
+                self._reply_error(
+                    session, ProtocolError(protocol.BAD_REQUEST, "binary frames are not supported")
+                )
                 await self._count_invalid(session)
             elif msg.type == WSMsgType.ERROR:
-                log.info("websocket error", extra={"session": session.id, "error": str(ws.exception())})
+                log.info(
+                    "websocket error", extra={"session": session.id, "error": str(ws.exception())}
+                )
                 break
             if ws.closed:
                 break
@@ -225,18 +243,24 @@ class Edge:
             log.exception("frame handling failed", extra={"type": frame.type})
             self._reply_error(session, ProtocolError(protocol.INTERNAL, "internal error", frame.id))
 
-    def _reply_error(self, session: Session, exc: ProtocolError, retry_after_ms: int | None = None) -> None:
+    def _reply_error(
+        self, session: Session, exc: ProtocolError, retry_after_ms: int | None = None
+    ) -> None:
         metrics.errors.labels(exc.code).inc()
         session.send(protocol.error_frame(exc.code, exc.message, exc.frame_id, retry_after_ms))
 
     async def _count_invalid(self, session: Session) -> None:
         session.invalid_frames += 1
         if session.invalid_frames >= self.settings.invalid_frames_before_close:
-            await session.close(WSCloseCode.POLICY_VIOLATION, "too many invalid frames")
+            session.close_after_pending(WSCloseCode.POLICY_VIOLATION, "too many invalid frames")
 
     async def _announce_close(self, session: Session) -> None:
-        events = [(session.user, {"op": "session.close", "session": session.id, "edge": self.edge_id})]
-        events += [(u, {"op": "presence.unsubscribe", "session": session.id}) for u in session.watching]
+        events = [
+            (session.user, {"op": "session.close", "session": session.id, "edge": self.edge_id})
+        ]
+        events += [
+            (u, {"op": "presence.unsubscribe", "session": session.id}) for u in session.watching
+        ]
         for user, event in events:
             try:
                 await self.kafka.send_user_event(user, event)
@@ -249,8 +273,14 @@ class Edge:
     # ------------------------------------------------------------------ health
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "edge": self.edge_id, "slot": self.slot,
-                                  "sessions": len(self.registry.sessions)})
+        return web.json_response(
+            {
+                "status": "ok",
+                "edge": self.edge_id,
+                "slot": self.slot,
+                "sessions": len(self.registry.sessions),
+            }
+        )
 
     async def readyz(self, request: web.Request) -> web.Response:
         checks: dict[str, bool] = {}
@@ -269,6 +299,16 @@ class Edge:
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def client_address(request: web.Request, trusted_proxies: tuple[str, ...]) -> str:
+    """The client's IP: the peer, or the last X-Forwarded-For hop when the peer is a trusted
+    proxy (nginx appends the address it saw; earlier hops are client-controlled)."""
+    peer = request.remote or "?"
+    forwarded = request.headers.get("X-Forwarded-For")
+    if forwarded and peer in trusted_proxies:
+        return forwarded.split(",")[-1].strip() or peer
+    return peer
 
 
 def json_error(status: int, error: str) -> web.Response:
@@ -299,7 +339,11 @@ async def build_app(settings: Settings) -> web.Application:
 
 
 def add_web_client(app: web.Application, settings: Settings) -> None:
-    dist = Path(settings.web_dist) if settings.web_dist else Path(__file__).parent.parent / "web" / "dist"
+    dist = (
+        Path(settings.web_dist)
+        if settings.web_dist
+        else Path(__file__).parent.parent / "web" / "dist"
+    )
     index = dist / "index.html"
     if not index.exists():
         log.warning("web client not built; / serves nothing", extra={"dist": str(dist)})
@@ -313,4 +357,11 @@ def add_web_client(app: web.Application, settings: Settings) -> None:
         app.router.add_static("/assets", dist / "assets")
     for item in dist.iterdir():
         if item.is_file() and item.name != "index.html":
-            app.router.add_get(f"/{item.name}", lambda r, p=item: web.FileResponse(p))
+            app.router.add_get(f"/{item.name}", file_handler(item))
+
+
+def file_handler(path: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(path)
+
+    return serve

@@ -68,7 +68,7 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise Unauthorized(str(exc)) from None
         user = claims.get("sub")
-        if not protocol.is_user_id(user):
+        if not isinstance(user, str) or not protocol.is_user_id(user):
             raise Unauthorized("sub is not a valid user id")
         exp = claims.get("exp")
         if isinstance(exp, bool) or not isinstance(exp, int | float):

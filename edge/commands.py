@@ -49,20 +49,28 @@ async def handle_frame(ctx: CommandContext, session: Session, frame: ClientFrame
         await handler(ctx, session, frame)
     except KafkaUnavailable as exc:
         log.warning("kafka unavailable", extra={"error": str(exc), "type": frame.type})
-        raise ProtocolError(protocol.UNAVAILABLE, "the message log is unavailable, retry",
-                            frame.id) from None
+        raise ProtocolError(
+            protocol.UNAVAILABLE, "the message log is unavailable, retry", frame.id
+        ) from None
 
 
 def origin(ctx: CommandContext, session: Session, frame: ClientFrame) -> dict[str, Any]:
     return {"slot": ctx.slot, "session": session.id, "id": frame.id}
 
 
-async def command(ctx: CommandContext, session: Session, frame: ClientFrame,
-                  conversation_id: str, **fields: Any) -> None:
-    await ctx.kafka.send_command(conversation_id, {
-        "op": frame.type, "conversation_id": conversation_id, "user": session.user,
-        "origin": origin(ctx, session, frame), **fields,
-    })
+async def command(
+    ctx: CommandContext, session: Session, frame: ClientFrame, conversation_id: str, **fields: Any
+) -> None:
+    await ctx.kafka.send_command(
+        conversation_id,
+        {
+            "op": frame.type,
+            "conversation_id": conversation_id,
+            "user": session.user,
+            "origin": origin(ctx, session, frame),
+            **fields,
+        },
+    )
 
 
 async def on_ping(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
@@ -74,8 +82,9 @@ async def on_create(ctx: CommandContext, session: Session, frame: ClientFrame) -
     if f["kind"] == "direct":
         other = f["members"][0]
         if other == session.user:
-            raise ProtocolError(protocol.BAD_REQUEST, "a direct conversation needs another user",
-                                frame.id)
+            raise ProtocolError(
+                protocol.BAD_REQUEST, "a direct conversation needs another user", frame.id
+            )
         cid = protocol.direct_conversation_id(session.user, other)
         await command(ctx, session, frame, cid, kind="direct", members=[other])
     else:
@@ -87,15 +96,17 @@ async def on_create(ctx: CommandContext, session: Session, frame: ClientFrame) -
 
 
 async def on_members(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
-    await command(ctx, session, frame, frame.fields["conversation_id"],
-                  members=frame.fields["members"])
+    await command(
+        ctx, session, frame, frame.fields["conversation_id"], members=frame.fields["members"]
+    )
 
 
 async def on_send(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     await enforce(ctx, ctx.message_limit, session.user, frame)
     f = frame.fields
-    await command(ctx, session, frame, f["conversation_id"], client_msg_id=f["client_msg_id"],
-                  body=f["body"])
+    await command(
+        ctx, session, frame, f["conversation_id"], client_msg_id=f["client_msg_id"], body=f["body"]
+    )
 
 
 async def on_cursor(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
@@ -112,18 +123,29 @@ async def on_typing(ctx: CommandContext, session: Session, frame: ClientFrame) -
 async def on_sync(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     # Through chat.users, behind this session's session.open: the answer sees every message
     # that reached the user before it, and later ones arrive live after it.
-    await ctx.kafka.send_user_event(session.user, {
-        "op": "sync", "session": session.id, "slot": ctx.slot, "id": frame.id,
-        "cursors": frame.fields["cursors"],
-    })
+    await ctx.kafka.send_user_event(
+        session.user,
+        {
+            "op": "sync",
+            "session": session.id,
+            "slot": ctx.slot,
+            "id": frame.id,
+            "cursors": frame.fields["cursors"],
+        },
+    )
 
 
 async def on_presence_subscribe(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     for user in frame.fields["users"]:
         if user not in session.watching:
-            await ctx.kafka.send_user_event(user, {
-                "op": "presence.subscribe", "session": session.id, "slot": ctx.slot,
-            })
+            await ctx.kafka.send_user_event(
+                user,
+                {
+                    "op": "presence.subscribe",
+                    "session": session.id,
+                    "slot": ctx.slot,
+                },
+            )
             session.watching.add(user)
     await on_presence_query(ctx, session, frame)
 
@@ -137,7 +159,9 @@ async def on_presence_query(ctx: CommandContext, session: Session, frame: Client
             states = await pipe.execute()
     except Exception as exc:
         log.warning("presence look-up failed: %s", exc)
-        raise ProtocolError(protocol.UNAVAILABLE, "presence is unavailable, retry", frame.id) from None
+        raise ProtocolError(
+            protocol.UNAVAILABLE, "presence is unavailable, retry", frame.id
+        ) from None
     presence = []
     for user, state in zip(users, states, strict=True):
         status = (state.get(b"status") or b"offline").decode()

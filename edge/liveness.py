@@ -67,7 +67,9 @@ class Liveness:
                 await self.redis.eval(
                     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                     "return redis.call('DEL', KEYS[1]) end return 0",
-                    1, edge_slot_key(self.slot), self.edge_id,
+                    1,
+                    edge_slot_key(self.slot),
+                    self.edge_id,
                 )
         except Exception as exc:
             log.warning("could not clear liveness keys: %s", exc)

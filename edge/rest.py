@@ -17,7 +17,9 @@ log = logging.getLogger("chat.edge.rest")
 MAX_PAGE = 200
 
 
-def add_routes(app: web.Application, store: Store, verifier: TokenVerifier, settings: Settings) -> None:
+def add_routes(
+    app: web.Application, store: Store, verifier: TokenVerifier, settings: Settings
+) -> None:
     def identify(request: web.Request) -> Identity:
         try:
             return authenticate(request, verifier)
@@ -28,7 +30,9 @@ def add_routes(app: web.Application, store: Store, verifier: TokenVerifier, sett
 
     async def member_conversation(request: web.Request, user: str) -> dict[str, Any]:
         cid = request.match_info["conversation_id"]
-        doc = await store.member_conversation(cid, user) if protocol.is_conversation_id(cid) else None
+        doc = (
+            await store.member_conversation(cid, user) if protocol.is_conversation_id(cid) else None
+        )
         if doc is None:
             # Non-members and unknown ids get the same answer.
             raise web.HTTPNotFound(text='{"error":"not_found"}', content_type="application/json")
@@ -60,9 +64,12 @@ def add_routes(app: web.Application, store: Store, verifier: TokenVerifier, sett
         except ValueError:
             body = None
         user = body.get("user") if isinstance(body, dict) else None
-        if not protocol.is_user_id(user):
+        if not isinstance(user, str) or not protocol.is_user_id(user):
             return web.json_response(
-                {"error": "bad_request", "message": "user must be 1-64 characters of [A-Za-z0-9_.@-]"},
+                {
+                    "error": "bad_request",
+                    "message": "user must be 1-64 characters of [A-Za-z0-9_.@-]",
+                },
                 status=400,
             )
         token, expires_at = mint_token(settings, user)
@@ -75,7 +82,9 @@ def add_routes(app: web.Application, store: Store, verifier: TokenVerifier, sett
         app.router.add_post("/v1/dev/token", dev_token)
 
 
-def int_param(request: web.Request, name: str, *, minimum: int, maximum: int | None = None) -> int | None:
+def int_param(
+    request: web.Request, name: str, *, minimum: int, maximum: int | None = None
+) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
@@ -90,5 +99,6 @@ def int_param(request: web.Request, name: str, *, minimum: int, maximum: int | N
 
 def bad_param(name: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(
-        text=f'{{"error":"bad_request","message":"invalid {name}"}}', content_type="application/json"
+        text=f'{{"error":"bad_request","message":"invalid {name}"}}',
+        content_type="application/json",
     )

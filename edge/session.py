@@ -30,6 +30,8 @@ class Session:
         self.ws = ws
         self.watching: set[str] = set()  # users whose presence this session subscribed to
         self.invalid_frames = 0
+        self.closing = False
+        self._closer: asyncio.Future[None] | None = None
         self._queue: asyncio.Queue[QueueItem] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{session_id}")
 
@@ -48,8 +50,12 @@ class Session:
     def _enqueue(self, item: QueueItem) -> None:
         if self._queue.qsize() >= MAX_QUEUED_FRAMES:
             # A client that does not read its socket must not make the edge buffer without end.
-            log.warning("slow consumer, closing", extra={"session": self.id, "user": self.user})
-            asyncio.ensure_future(self.close(WSCloseCode.TRY_AGAIN_LATER, "too slow"))
+            if not self.closing:
+                log.warning("slow consumer, closing", extra={"session": self.id, "user": self.user})
+                self.closing = True
+                self._closer = asyncio.ensure_future(
+                    self.close(WSCloseCode.TRY_AGAIN_LATER, "too slow")
+                )
             return
         self._queue.put_nowait(item)
 
@@ -65,6 +71,15 @@ class Session:
                 return  # socket closed; the reader side cleans up
             except Exception:
                 log.exception("writer failed", extra={"session": self.id})
+
+    def close_after_pending(self, code: int, message: str) -> None:
+        """Close once the frames queued so far (e.g. the error replies) have been written."""
+        self.closing = True
+
+        async def job() -> None:
+            await self.close(code, message)
+
+        self._queue.put_nowait(job)
 
     async def close(self, code: int, message: str) -> None:
         if not self.ws.closed:

@@ -13,8 +13,15 @@ from chat.keys import history_key
 from chat.settings import Settings
 
 log = logging.getLogger("chat.edge.store")
-MESSAGE_FIELDS = {"_id": 0, "conversation_id": 1, "seq": 1, "sender": 1, "body": 1, "ts": 1,
-                  "client_msg_id": 1}
+MESSAGE_FIELDS = {
+    "_id": 0,
+    "conversation_id": 1,
+    "seq": 1,
+    "sender": 1,
+    "body": 1,
+    "ts": 1,
+    "client_msg_id": 1,
+}
 DEFAULT_PAGE = 50
 HISTORY_CACHE_TTL_S = 300
 
@@ -58,10 +65,15 @@ class Store:
     async def receipts(self, conversation_id: str) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         async for r in self.db.receipts.find({"conversation_id": conversation_id}):
-            out[r["user"]] = {"read": int(r.get("read", 0)), "delivered": int(r.get("delivered", 0))}
+            out[r["user"]] = {
+                "read": int(r.get("read", 0)),
+                "delivered": int(r.get("delivered", 0)),
+            }
         return out
 
-    async def messages_range(self, conversation_id: str, first: int, last: int) -> list[dict[str, Any]]:
+    async def messages_range(
+        self, conversation_id: str, first: int, last: int
+    ) -> list[dict[str, Any]]:
         cursor = self.db.messages.find(
             {"conversation_id": conversation_id, "seq": {"$gte": first, "$lte": last}},
             MESSAGE_FIELDS,
@@ -93,10 +105,14 @@ class Store:
         if seq_filter:
             query["seq"] = seq_filter
         if after is not None:
-            cursor = self.db.messages.find(query, MESSAGE_FIELDS).sort("seq", ASCENDING).limit(limit)
+            cursor = (
+                self.db.messages.find(query, MESSAGE_FIELDS).sort("seq", ASCENDING).limit(limit)
+            )
             page = [m async for m in cursor]
         else:
-            cursor = self.db.messages.find(query, MESSAGE_FIELDS).sort("seq", DESCENDING).limit(limit)
+            cursor = (
+                self.db.messages.find(query, MESSAGE_FIELDS).sort("seq", DESCENDING).limit(limit)
+            )
             page = [m async for m in cursor]
             page.reverse()
         if cacheable:
@@ -113,8 +129,7 @@ class Store:
 
     async def _cache_page(self, cache_key: str, page: list[dict[str, Any]]) -> None:
         try:
-            await self.redis.set(cache_key, orjson.dumps(page),
-                                 ex=HISTORY_CACHE_TTL_S)
+            await self.redis.set(cache_key, orjson.dumps(page), ex=HISTORY_CACHE_TTL_S)
         except Exception as exc:
             log.warning("history cache write failed: %s", exc)
 

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from chat.settings import load_settings
@@ -33,7 +34,7 @@ def main() -> None:
     asyncio.run(ensure_topics(settings))
     env = {"CHAT_ENV": settings.env}
     data_dir = os.environ.get("CHAT_DATA_DIR", str(REPO / ".data"))
-    sup = Supervisor(log_dir=__import__("pathlib").Path(data_dir) / "logs" / "app")
+    sup = Supervisor(log_dir=Path(data_dir) / "logs" / "app")
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -49,16 +50,22 @@ def main() -> None:
         for i, port in enumerate((8080, 8081)):
             sup.start(edge_spec(i, env, port, i))
         sup.wait_ready(timeout=180)
-        print(f"\nchat is up in {time.monotonic() - t0:.1f}s:\n"
-              "  web client   http://127.0.0.1:8080/   http://127.0.0.1:8081/\n"
-              "  websocket    ws://127.0.0.1:8080/v1/ws?access_token=$(.venv/bin/python -m edge.token alice)\n"
-              "  metrics      http://127.0.0.1:8080/metrics  workers :6066 :6067  sink :6070\n"
-              f"  logs         {sup.log_dir}\n"
-              "Ctrl-C stops everything.", flush=True)
+        print(
+            f"\nchat is up in {time.monotonic() - t0:.1f}s:\n"
+            "  web client   http://127.0.0.1:8080/   http://127.0.0.1:8081/\n"
+            "  token        TOKEN=$(.venv/bin/chatctl token alice)\n"
+            "  websocket    ws://127.0.0.1:8080/v1/ws?access_token=$TOKEN\n"
+            "  metrics      http://127.0.0.1:8080/metrics  workers :6066 :6067  sink :6070\n"
+            f"  logs         {sup.log_dir}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
         while not stopping:
             for name, r in list(sup.running.items()):
                 if r.proc.poll() is not None:
-                    print(f"{name} exited with {r.proc.returncode}; see {r.log_path}", file=sys.stderr)
+                    print(
+                        f"{name} exited with {r.proc.returncode}; see {r.log_path}", file=sys.stderr
+                    )
                     stopping = True
             time.sleep(0.5)
     finally:

@@ -45,8 +45,12 @@ class Supervisor:
         env = {**self.base_env, **spec.env, "PYTHONUNBUFFERED": "1"}
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(
-                [PYTHON, "-m", spec.module], cwd=REPO, env=env, stdout=log_file,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                [PYTHON, "-m", spec.module],
+                cwd=REPO,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         running = Running(spec, proc, log_path)
         self.running[spec.name] = running
@@ -59,14 +63,16 @@ class Supervisor:
             name = pending[0]
             r = self.running[name]
             if r.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {r.proc.returncode}; log tail:\n"
-                                   + tail(r.log_path))
+                raise RuntimeError(
+                    f"{name} exited with {r.proc.returncode}; log tail:\n" + tail(r.log_path)
+                )
             if http_ok(r.spec.ready_url):
                 pending.pop(0)
                 continue
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not ready after {timeout:.0f}s; log tail:\n"
-                                   + tail(r.log_path))
+                raise TimeoutError(
+                    f"{name} not ready after {timeout:.0f}s; log tail:\n" + tail(r.log_path)
+                )
             time.sleep(0.2)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -109,20 +115,26 @@ def tail(path: Path, lines: int = 30) -> str:
 
 def worker_spec(index: int, env: dict[str, str], web_port: int) -> ProcessSpec:
     return ProcessSpec(
-        f"worker-{index}", "topologies",
+        f"worker-{index}",
+        "topologies",
         {**env, "CHAT_WORKER_WEB_PORT": str(web_port)},
         f"http://127.0.0.1:{web_port}/readyz",
     )
 
 
 def sink_spec(env: dict[str, str], port: int) -> ProcessSpec:
-    return ProcessSpec("sink", "sinks", {**env, "CHAT_SINK_METRICS_PORT": str(port)},
-                       f"http://127.0.0.1:{port}/readyz")
+    return ProcessSpec(
+        "sink",
+        "sinks",
+        {**env, "CHAT_SINK_METRICS_PORT": str(port)},
+        f"http://127.0.0.1:{port}/readyz",
+    )
 
 
 def edge_spec(index: int, env: dict[str, str], port: int, slot: int) -> ProcessSpec:
     return ProcessSpec(
-        f"edge-{index}", "edge",
+        f"edge-{index}",
+        "edge",
         {**env, "CHAT_EDGE_PORT": str(port), "CHAT_EDGE_SLOT": str(slot)},
         f"http://127.0.0.1:{port}/readyz",
     )

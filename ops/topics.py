@@ -17,7 +17,9 @@ async def ensure_topics(settings: Settings) -> list[str]:
     try:
         existing = set(await admin.list_topics())
         new = [
-            NewTopic(spec.name, spec.partitions, settings.replication_factor, topic_configs=spec.config)
+            NewTopic(
+                spec.name, spec.partitions, settings.replication_factor, topic_configs=spec.config
+            )
             for spec in topic_specs(settings)
             if spec.name not in existing
         ]

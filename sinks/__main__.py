@@ -17,7 +17,7 @@ from sinks.mongo_sink import MongoSink
 log = logging.getLogger("chat.sink")
 
 
-async def serve(sink: MongoSink, port: int) -> web.AppRunner:
+async def serve(sink: MongoSink, host: str, port: int) -> web.AppRunner:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -38,7 +38,7 @@ async def serve(sink: MongoSink, port: int) -> web.AppRunner:
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, host, port).start()
     return runner
 
 
@@ -46,7 +46,7 @@ async def main_async() -> None:
     settings = load_settings()
     setup_logging("sink", settings.log_level)
     sink = MongoSink(settings)
-    runner = await serve(sink, settings.sink_metrics_port)
+    runner = await serve(sink, settings.metrics_host, settings.sink_metrics_port)
     try:
         await sink.ensure_indexes()
     except Exception as exc:

@@ -28,8 +28,11 @@ log = logging.getLogger("chat.sink")
 
 written = Counter("chat_sink_documents_total", "Documents upserted", ["collection"])
 retries = Counter("chat_sink_retries_total", "Batches retried after a MongoDB error")
-batch_size = Histogram("chat_sink_batch_size", "Records per written batch",
-                       buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000))
+batch_size = Histogram(
+    "chat_sink_batch_size",
+    "Records per written batch",
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000),
+)
 RETRY_MAX_S = 5.0
 
 
@@ -44,20 +47,26 @@ def message_ops(message: dict[str, Any]) -> list[tuple[str, UpdateOne]]:
 
 
 def conversation_ops(conversation: dict[str, Any]) -> list[tuple[str, UpdateOne]]:
-    state = {k: conversation[k] for k in ("kind", "title", "members", "admins") if k in conversation}
-    if "created_at" in conversation:
-        state["created_at"] = conversation["created_at"]
+    fields = ("kind", "title", "members", "admins", "created_at")
+    state: dict[str, Any] = {k: conversation[k] for k in fields if k in conversation}
     return [("conversations", UpdateOne({"_id": conversation["id"]}, {"$set": state}, upsert=True))]
 
 
 def receipt_ops(receipt: dict[str, Any]) -> list[tuple[str, UpdateOne]]:
     cid, user = receipt["conversation_id"], receipt["user"]
-    return [("receipts", UpdateOne(
-        {"_id": f"{cid}|{user}"},
-        {"$set": {"conversation_id": cid, "user": user},
-         "$max": {"read": receipt["read"], "delivered": receipt["delivered"]}},
-        upsert=True,
-    ))]
+    return [
+        (
+            "receipts",
+            UpdateOne(
+                {"_id": f"{cid}|{user}"},
+                {
+                    "$set": {"conversation_id": cid, "user": user},
+                    "$max": {"read": receipt["read"], "delivered": receipt["delivered"]},
+                },
+                upsert=True,
+            ),
+        )
+    ]
 
 
 class MongoSink:
@@ -84,8 +93,9 @@ class MongoSink:
         self.healthy = False
 
     async def ensure_indexes(self) -> None:
-        await self.db.messages.create_index([("conversation_id", ASCENDING), ("seq", ASCENDING)],
-                                            unique=True)
+        await self.db.messages.create_index(
+            [("conversation_id", ASCENDING), ("seq", ASCENDING)], unique=True
+        )
         await self.db.conversations.create_index([("members", ASCENDING)])
         await self.db.receipts.create_index([("conversation_id", ASCENDING)])
 
@@ -93,8 +103,9 @@ class MongoSink:
         await self.consumer.start()
         try:
             while True:
-                batches = await self.consumer.getmany(timeout_ms=1000,
-                                                      max_records=self.settings.sink_batch)
+                batches = await self.consumer.getmany(
+                    timeout_ms=1000, max_records=self.settings.sink_batch
+                )
                 recs = [r for batch in batches.values() for r in batch]
                 if not recs:
                     continue

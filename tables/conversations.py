@@ -43,9 +43,12 @@ def public(row: ConversationRow, last_seq: int) -> dict[str, Any]:
 def new_direct(conversation_id: str, creator: str, at: int) -> ConversationRow:
     a, b = protocol.direct_members(conversation_id)
     if creator not in (a, b):
-        raise Rejected(protocol.FORBIDDEN, "a direct conversation can only be created by its members")
-    return ConversationRow(id=conversation_id, kind="direct", title="", members=[a, b], admins=[],
-                           created_at=at)
+        raise Rejected(
+            protocol.FORBIDDEN, "a direct conversation can only be created by its members"
+        )
+    return ConversationRow(
+        id=conversation_id, kind="direct", title="", members=[a, b], admins=[], created_at=at
+    )
 
 
 def new_group(
@@ -54,8 +57,14 @@ def new_group(
     members = [creator] + [m for m in others if m != creator]
     if len(members) > max_members:
         raise Rejected(protocol.BAD_REQUEST, f"a group holds at most {max_members} members")
-    return ConversationRow(id=conversation_id, kind="group", title=title, members=members,
-                           admins=[creator], created_at=at)
+    return ConversationRow(
+        id=conversation_id,
+        kind="group",
+        title=title,
+        members=members,
+        admins=[creator],
+        created_at=at,
+    )
 
 
 def check_member(row: ConversationRow | None, conversation_id: str, user: str) -> ConversationRow:
@@ -84,7 +93,7 @@ def add_members(
     added = [m for m in members if m not in row["members"]]
     if len(row["members"]) + len(added) > max_members:
         raise Rejected(protocol.BAD_REQUEST, f"a group holds at most {max_members} members")
-    new = ConversationRow(**{**row, "members": row["members"] + added})  # type: ignore[typeddict-item]
+    new = ConversationRow(**{**row, "members": row["members"] + added})
     return new, added
 
 
@@ -101,5 +110,5 @@ def remove_members(
     if not admins and remaining:
         # A group never stays without an admin: the longest-standing member takes over.
         admins = [remaining[0]]
-    new = ConversationRow(**{**row, "members": remaining, "admins": admins})  # type: ignore[typeddict-item]
+    new = ConversationRow(**{**row, "members": remaining, "admins": admins})
     return new, removed

@@ -29,7 +29,9 @@ def _entry(row: InboxRow, conversation_id: str) -> ConversationInbox:
     if current is None:
         return ConversationInbox(last_seq=0, delivered=0, pending=[])
     return ConversationInbox(
-        last_seq=current["last_seq"], delivered=current["delivered"], pending=list(current["pending"])
+        last_seq=current["last_seq"],
+        delivered=current["delivered"],
+        pending=list(current["pending"]),
     )
 
 
@@ -52,7 +54,7 @@ def add_message(row: InboxRow, message: Message, keep: int) -> InboxRow:
         entry["pending"].append(message)
         entry["pending"].sort(key=lambda m: m["seq"])
         # Keep the newest; anything older is in the store and sync fetches it from there.
-        del entry["pending"][:-keep]
+        del entry["pending"][: max(len(entry["pending"]) - keep, 0)]
     return {**row, cid: entry}
 
 

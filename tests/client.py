@@ -16,8 +16,9 @@ _ids = itertools.count(1)
 
 
 class ChatClient:
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
-                 user: str) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, user: str
+    ) -> None:
         self.http = session
         self.ws = ws
         self.user = user
@@ -59,8 +60,9 @@ class ChatClient:
         else:
             await self.ws.send_str(data)
 
-    async def wait_for(self, match: Callable[[Frame], bool], timeout: float = 15.0,
-                       after: int = 0) -> Frame:
+    async def wait_for(
+        self, match: Callable[[Frame], bool], timeout: float = 15.0, after: int = 0
+    ) -> Frame:
         """The first frame (from index ``after``) that matches, waiting up to ``timeout``."""
         deadline = time.monotonic() + timeout
         async with self._changed:
@@ -91,8 +93,11 @@ class ChatClient:
         return [f for f in self.frames if f.get("type") == frame_type]
 
     def messages(self, conversation_id: str) -> list[Frame]:
-        return [f for f in self.frames
-                if f.get("type") == "message" and f.get("conversation_id") == conversation_id]
+        return [
+            f
+            for f in self.frames
+            if f.get("type") == "message" and f.get("conversation_id") == conversation_id
+        ]
 
     async def close(self) -> None:
         await self.ws.close()

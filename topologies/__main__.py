@@ -35,8 +35,16 @@ async def metrics_page(web: Any, request: Any) -> Any:
 
 def main() -> None:
     setup_logging("worker", settings.log_level)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower(),
-                "--web-port", str(settings.worker_web_port), "--web-host", "127.0.0.1"]
+    sys.argv = [
+        sys.argv[0],
+        "worker",
+        "--loglevel",
+        settings.log_level.lower(),
+        "--web-port",
+        str(settings.worker_web_port),
+        "--web-host",
+        settings.metrics_host,
+    ]
     app.main()
 
 

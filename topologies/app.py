@@ -36,7 +36,7 @@ app = faust.App(
     producer_linger=0.0,
     broker_commit_interval=1.0,
     consumer_auto_offset_reset="earliest",
-    web_host="127.0.0.1",
+    web_host=settings.metrics_host,
     web_port=settings.worker_web_port,
     web_in_thread=False,
     # Structured JSON lines like every other process (see chat/logs.py).

@@ -29,7 +29,9 @@ class Outbox:
     app: faust.App
     deliver_topic: faust.TopicT
     _rows: dict[tuple[int, str], tuple[Any, Any]] = field(default_factory=dict)
-    _records: list[tuple[faust.TopicT, bytes | None, bytes, int | None]] = field(default_factory=list)
+    _records: list[tuple[faust.TopicT, bytes | None, bytes, int | None]] = field(
+        default_factory=list
+    )
     _replies: list[tuple[int, bytes]] = field(default_factory=list)
 
     def row(self, table: Any, key: str) -> Any:
@@ -64,12 +66,12 @@ class Outbox:
             await topic.send(key=key, value=value, partition=partition)
         if self._records:
             await producer.flush()
-        for (_, key), (table, value) in self._rows.items():
+        for (_, row_key), (table, value) in self._rows.items():
             if value is None:
-                if key in table:
-                    del table[key]
+                if row_key in table:
+                    del table[row_key]
             else:
-                table[key] = value
+                table[row_key] = value
         if self._rows:
             await producer.flush()
         for slot, value in self._replies:

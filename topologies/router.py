@@ -42,7 +42,8 @@ log = logging.getLogger("chat.router")
 
 def event_time_ms(event: Any) -> int:
     """Record timestamps, not the wall clock, so that a replay computes the same state."""
-    return int(round(event.message.timestamp * 1000))
+    ms: int = round(event.message.timestamp * 1000)
+    return ms
 
 
 @app.agent(commands_topic, concurrency=1)
@@ -108,7 +109,9 @@ def handle_create(outbox: Outbox, command: dict[str, Any], at: int) -> None:
 def handle_add_members(outbox: Outbox, command: dict[str, Any], at: int) -> None:
     cid, user, origin = command["conversation_id"], command["user"], command["origin"]
     row = conversations.check_member(outbox.row(conversations_table, cid), cid, user)
-    new, added = conversations.add_members(row, user, command["members"], settings.max_group_members)
+    new, added = conversations.add_members(
+        row, user, command["members"], settings.max_group_members
+    )
     if added:
         outbox.stage_row(conversations_table, cid, new)
         publish_conversation(outbox, new, "members_added", new["members"], [])
@@ -136,17 +139,33 @@ def publish_conversation(
 ) -> None:
     """The new state to the store, and a ``conversation`` event to everyone affected."""
     conversation = conversations.public(row, last_seq_of(outbox, row["id"]))
-    outbox.produce(conversations_topic, row["id"], {**conversation, "created_at": row["created_at"]})
+    outbox.produce(
+        conversations_topic, row["id"], {**conversation, "created_at": row["created_at"]}
+    )
     frame = {"type": "conversation", "event": event, "conversation": conversation}
     for member in members:
-        outbox.produce(users_topic, member, {
-            "op": "conversation", "frame": frame, "member": True,
-            "conversation_id": row["id"], "last_seq": conversation["last_seq"],
-        })
+        outbox.produce(
+            users_topic,
+            member,
+            {
+                "op": "conversation",
+                "frame": frame,
+                "member": True,
+                "conversation_id": row["id"],
+                "last_seq": conversation["last_seq"],
+            },
+        )
     for member in removed:
-        outbox.produce(users_topic, member, {
-            "op": "conversation", "frame": frame, "member": False, "conversation_id": row["id"],
-        })
+        outbox.produce(
+            users_topic,
+            member,
+            {
+                "op": "conversation",
+                "frame": frame,
+                "member": False,
+                "conversation_id": row["id"],
+            },
+        )
 
 
 # --------------------------------------------------------------------------- messages
@@ -161,24 +180,35 @@ def handle_send(outbox: Outbox, command: dict[str, Any], at: int) -> None:
     if hit is not None:
         # A retry (or a replay after a crash): the original ack, nothing delivered twice.
         seq, ts = hit
-        original = Message(conversation_id=cid, seq=seq, sender=sender, body="", ts=ts,
-                           client_msg_id=client_msg_id)
-        outbox.reply_when_durable(origin["slot"], origin["session"],
-                                  records.ack_frame(original, origin.get("id")))
+        original = Message(
+            conversation_id=cid, seq=seq, sender=sender, body="", ts=ts, client_msg_id=client_msg_id
+        )
+        outbox.reply_when_durable(
+            origin["slot"], origin["session"], records.ack_frame(original, origin.get("id"))
+        )
         metrics.duplicate_sends.inc()
         return
     new_row, seq, ts = sequences.assign(seq_row, sender, client_msg_id, at, settings.dedup_window)
-    message = Message(conversation_id=cid, seq=seq, sender=sender, body=command["body"], ts=ts,
-                      client_msg_id=client_msg_id)
+    message = Message(
+        conversation_id=cid,
+        seq=seq,
+        sender=sender,
+        body=command["body"],
+        ts=ts,
+        client_msg_id=client_msg_id,
+    )
     outbox.stage_row(sequences_table, cid, new_row)
     outbox.produce(messages_topic, cid, message)
     for member in row["members"]:
         exclude = origin["session"] if member == sender else None
-        outbox.produce(users_topic, member, {"op": "message", "message": message, "exclude": exclude})
-    outbox.reply_when_durable(origin["slot"], origin["session"],
-                              records.ack_frame(message, origin.get("id")))
+        outbox.produce(
+            users_topic, member, {"op": "message", "message": message, "exclude": exclude}
+        )
+    outbox.reply_when_durable(
+        origin["slot"], origin["session"], records.ack_frame(message, origin.get("id"))
+    )
     # The typer's message ends their typing indicator.
-    stop_typing(outbox, row, sender)
+    stop_typing(outbox, row, sender, at)
 
 
 # --------------------------------------------------------------------------- receipts
@@ -193,13 +223,24 @@ def handle_receipt(outbox: Outbox, command: dict[str, Any], at: int) -> None:
     if not changed:
         return
     outbox.stage_row(receipts_table, cid, new)
-    outbox.produce(receipts_topic, f"{cid}|{user}", {
-        "conversation_id": cid, "user": user,
-        "read": new[user]["read"], "delivered": new[user]["delivered"],
-    })
+    outbox.produce(
+        receipts_topic,
+        f"{cid}|{user}",
+        {
+            "conversation_id": cid,
+            "user": user,
+            "read": new[user]["read"],
+            "delivered": new[user]["delivered"],
+        },
+    )
     for changed_kind, seq in changed:
-        frame = {"type": "receipt", "conversation_id": cid, "user": user, "kind": changed_kind,
-                 "seq": seq}
+        frame = {
+            "type": "receipt",
+            "conversation_id": cid,
+            "user": user,
+            "kind": changed_kind,
+            "seq": seq,
+        }
         for member in row["members"]:
             outbox.produce(users_topic, member, {"op": "receipt", "frame": frame})
 
@@ -217,7 +258,7 @@ def handle_typing(outbox: Outbox, command: dict[str, Any], at: int) -> None:
         if relay:
             relay_typing(outbox, row, user, "start")
     else:
-        stop_typing(outbox, row, user)
+        stop_typing(outbox, row, user, at)
 
 
 def handle_typing_expire(outbox: Outbox, command: dict[str, Any], at: int) -> None:
@@ -227,12 +268,12 @@ def handle_typing_expire(outbox: Outbox, command: dict[str, Any], at: int) -> No
     current = outbox.row(typing_table, cid) or {}
     for user in typing_state.expired(current, at):
         if row is not None:
-            stop_typing(outbox, row, user)
+            stop_typing(outbox, row, user, at)
 
 
-def stop_typing(outbox: Outbox, row: ConversationRow, user: str) -> None:
+def stop_typing(outbox: Outbox, row: ConversationRow, user: str, at: int) -> None:
     current = outbox.row(typing_table, row["id"]) or {}
-    new, was_typing = typing_state.stop(current, user)
+    new, was_typing = typing_state.stop(current, user, at)
     if was_typing:
         outbox.stage_row(typing_table, row["id"], new or None)
         relay_typing(outbox, row, user, "stop")
@@ -255,7 +296,8 @@ async def expire_typing() -> None:
     for cid, row in list(typing_table.items()):
         if row and typing_state.expired(row, now):
             await commands_topic.send(
-                key=cid.encode(), value=records.dumps({"op": "typing.expire", "conversation_id": cid})
+                key=cid.encode(),
+                value=records.dumps({"op": "typing.expire", "conversation_id": cid}),
             )
 
 

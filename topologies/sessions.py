@@ -67,15 +67,19 @@ def handle_user_event(
     if op == "message":
         message = record["message"]
         row = outbox.row(inbox_table, user) or {}
-        outbox.stage_row(inbox_table, user,
-                         inbox.add_message(row, message, settings.inbox_max_per_conversation))
-        send_to_sessions(outbox, user, records.message_frame(message), exclude=record.get("exclude"))
+        outbox.stage_row(
+            inbox_table, user, inbox.add_message(row, message, settings.inbox_max_per_conversation)
+        )
+        send_to_sessions(
+            outbox, user, records.message_frame(message), exclude=record.get("exclude")
+        )
     elif op == "receipt":
         frame = record["frame"]
         if frame["user"] == user and frame["kind"] == "delivered":
             row = outbox.row(inbox_table, user) or {}
-            outbox.stage_row(inbox_table, user,
-                             inbox.mark_delivered(row, frame["conversation_id"], frame["seq"]))
+            outbox.stage_row(
+                inbox_table, user, inbox.mark_delivered(row, frame["conversation_id"], frame["seq"])
+            )
         send_to_sessions(outbox, user, frame)
     elif op == "conversation":
         row = outbox.row(inbox_table, user) or {}
@@ -91,18 +95,28 @@ def handle_user_event(
         answer_sync(outbox, user, record)
     elif op == "presence.subscribe":
         row = outbox.row(presence_subscribers_table, user) or {}
-        outbox.stage_row(presence_subscribers_table, user,
-                         presence_subscribers.subscribe(row, record["session"], record["slot"]))
+        outbox.stage_row(
+            presence_subscribers_table,
+            user,
+            presence_subscribers.subscribe(row, record["session"], record["slot"]),
+        )
     elif op == "presence.unsubscribe":
         row = dict(outbox.row(presence_subscribers_table, user) or {})
         if row.pop(record["session"], None) is not None:
             outbox.stage_row(presence_subscribers_table, user, row or None)
     elif op == "session.open":
-        return change_sessions(outbox, user, at, lambda r: sessions.open_session(
-            r, record["session"], record["slot"], record["edge"], at))
+        return change_sessions(
+            outbox,
+            user,
+            at,
+            lambda r: sessions.open_session(
+                r, record["session"], record["slot"], record["edge"], at
+            ),
+        )
     elif op in ("session.close", "session.expire"):
-        return change_sessions(outbox, user, at,
-                               lambda r: sessions.close_session(r, record["session"], at))
+        return change_sessions(
+            outbox, user, at, lambda r: sessions.close_session(r, record["session"], at)
+        )
     else:
         log.warning("unknown user event", extra={"op": op})
     return None
@@ -118,9 +132,7 @@ def send_to_sessions(
         outbox.deliver(slot, session_ids, frame)
 
 
-def change_sessions(
-    outbox: Outbox, user: str, at: int, change: Any
-) -> tuple[str, str, int] | None:
+def change_sessions(outbox: Outbox, user: str, at: int, change: Any) -> tuple[str, str, int] | None:
     before: SessionsRow = outbox.row(sessions_table, user) or sessions.empty()
     after: SessionsRow = change(before)
     if after is before:
@@ -142,11 +154,19 @@ def answer_sync(outbox: Outbox, user: str, record: dict[str, Any]) -> None:
     messages, fetch, last_seqs, truncated = inbox.sync_reply(
         row, record.get("cursors"), protocol.SYNC_PAGE
     )
-    outbox.deliver_raw(record["slot"], {
-        "sessions": [record["session"]],
-        "sync": {"id": record.get("id"), "messages": messages, "fetch": fetch,
-                 "conversations": last_seqs, "truncated": truncated},
-    })
+    outbox.deliver_raw(
+        record["slot"],
+        {
+            "sessions": [record["session"]],
+            "sync": {
+                "id": record.get("id"),
+                "messages": messages,
+                "fetch": fetch,
+                "conversations": last_seqs,
+                "truncated": truncated,
+            },
+        },
+    )
 
 
 def write_presence_cache(changes: list[tuple[str, str, int]]) -> None:
@@ -156,7 +176,9 @@ def write_presence_cache(changes: list[tuple[str, str, int]]) -> None:
         try:
             async with redis_client.pipeline(transaction=False) as pipe:
                 for user, status, last_seen in changes:
-                    pipe.hset(presence_key(user), mapping={"status": status, "last_seen": last_seen})
+                    pipe.hset(
+                        presence_key(user), mapping={"status": status, "last_seen": last_seen}
+                    )
                 await pipe.execute()
         except Exception as exc:  # Redis down: presence look-ups go stale, nothing is lost.
             log.warning("presence cache write failed: %s", exc)
@@ -164,6 +186,12 @@ def write_presence_cache(changes: list[tuple[str, str, int]]) -> None:
     task = asyncio.ensure_future(write())
     _presence_writes.add(task)
     task.add_done_callback(_presence_writes.discard)
+
+
+# Edges seen without a liveness key, and since when (monotonic seconds). An edge is declared
+# dead only when its key stays missing for a whole TTL: a live edge re-sets it every TTL/3, so a
+# Redis restart (which forgets every key) does not expire the sessions of live edges.
+_missing_since: dict[str, float] = {}
 
 
 @app.timer(interval=5.0)
@@ -174,20 +202,33 @@ async def expire_dead_edges() -> None:
     for user, row in list(sessions_table.items()):
         for sid, live in (row or {}).get("sessions", {}).items():
             by_edge.setdefault(live["edge"], []).append((user, sid))
-    if not by_edge:
-        return
     edges = list(by_edge)
+    if not edges:
+        _missing_since.clear()
+        return
     try:
         alive = await redis_client.mget([edge_alive_key(e) for e in edges])
     except Exception as exc:
         log.warning("cannot check edge liveness (Redis): %s", exc)
+        _missing_since.clear()
         return
-    now = int(time.time() * 1000)
+    now = time.monotonic()
     for edge, flag in zip(edges, alive, strict=True):
         if flag is not None:
+            _missing_since.pop(edge, None)
             continue
-        log.info("edge is gone, expiring its sessions", extra={"edge": edge,
-                                                                "sessions": len(by_edge[edge])})
+        first_missing = _missing_since.setdefault(edge, now)
+        if now - first_missing < settings.edge_liveness_ttl_s:
+            continue
+        del _missing_since[edge]
+        log.info(
+            "edge is gone, expiring its sessions",
+            extra={"edge": edge, "sessions": len(by_edge[edge])},
+        )
         for user, sid in by_edge[edge]:
-            await users_topic.send(key=user.encode(), value=records.dumps(
-                {"op": "session.expire", "session": sid, "edge": edge, "at": now}))
+            await users_topic.send(
+                key=user.encode(),
+                value=records.dumps({"op": "session.expire", "session": sid, "edge": edge}),
+            )
+    for edge in set(_missing_since) - set(edges):
+        del _missing_since[edge]

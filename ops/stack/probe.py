@@ -17,6 +17,7 @@ mongo: OP_MSG {ping: 1, $db: "admin"} -> reply document with ok == 1.
 
 Kept free of third-party imports because it runs before any virtualenv exists.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,7 @@ import socket
 import struct
 import sys
 import time
+from typing import Any
 
 
 class NotReady(Exception):
@@ -52,6 +54,7 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
 
 # --------------------------------------------------------------------------- kafka
 
+
 class _Reader:
     def __init__(self, data: bytes):
         self.d = data
@@ -60,18 +63,18 @@ class _Reader:
     def take(self, n: int) -> bytes:
         if self.o + n > len(self.d):
             raise NotReady("truncated kafka response")
-        b = self.d[self.o:self.o + n]
+        b = self.d[self.o : self.o + n]
         self.o += n
         return b
 
     def i8(self) -> int:
-        return struct.unpack(">b", self.take(1))[0]
+        return int(struct.unpack(">b", self.take(1))[0])
 
     def i16(self) -> int:
-        return struct.unpack(">h", self.take(2))[0]
+        return int(struct.unpack(">h", self.take(2))[0])
 
     def i32(self) -> int:
-        return struct.unpack(">i", self.take(4))[0]
+        return int(struct.unpack(">i", self.take(4))[0])
 
     def uvarint(self) -> int:
         shift = result = 0
@@ -82,13 +85,13 @@ class _Reader:
                 return result
             shift += 7
 
-    def string(self, nullable: bool = False):
+    def string(self) -> str | None:
         n = self.i16()
         if n < 0:
             return None
         return self.take(n).decode("utf-8", "replace")
 
-    def compact_string(self):
+    def compact_string(self) -> str | None:
         n = self.uvarint() - 1
         if n < 0:
             return None
@@ -100,8 +103,9 @@ class _Reader:
             self.take(self.uvarint())
 
 
-def _kafka_request(sock: socket.socket, api_key: int, version: int, corr: int,
-                   body: bytes, flexible: bool) -> _Reader:
+def _kafka_request(
+    sock: socket.socket, api_key: int, version: int, corr: int, body: bytes, flexible: bool
+) -> _Reader:
     client_id = b"kchat-probe"
     header = struct.pack(">hhih", api_key, version, corr, len(client_id)) + client_id
     if flexible:
@@ -138,17 +142,17 @@ def probe_kafka(host: str, port: int, timeout: float, node_id: int | None) -> st
 
         flexible = version >= 9
         if not flexible:
-            body = struct.pack(">i", -1)            # topics: null = all topics
-            body += b"\x00"                         # allow_auto_topic_creation=false
+            body = struct.pack(">i", -1)  # topics: null = all topics
+            body += b"\x00"  # allow_auto_topic_creation=false
             if version >= 8:
-                body += b"\x00\x00"                 # include cluster/topic authorized ops
+                body += b"\x00\x00"  # include cluster/topic authorized ops
         else:
-            body = b"\x00"                          # topics: compact null array
-            body += b"\x00"                         # allow_auto_topic_creation=false
+            body = b"\x00"  # topics: compact null array
+            body += b"\x00"  # allow_auto_topic_creation=false
             if version <= 10:
-                body += b"\x00"                     # include_cluster_authorized_operations
-            body += b"\x00"                         # include_topic_authorized_operations
-            body += b"\x00"                         # tagged fields
+                body += b"\x00"  # include_cluster_authorized_operations
+            body += b"\x00"  # include_topic_authorized_operations
+            body += b"\x00"  # tagged fields
         r = _kafka_request(sock, 3, version, 2, body, flexible=flexible)
         r.i32()  # throttle_time_ms (v3+)
         brokers = []
@@ -161,20 +165,24 @@ def probe_kafka(host: str, port: int, timeout: float, node_id: int | None) -> st
                 r.compact_string()  # rack
                 r.skip_tagged_fields()
             else:
-                r.string()          # rack
+                r.string()  # rack
             brokers.append((nid, bhost, bport))
         cluster_id = r.compact_string() if flexible else r.string()
         controller_id = r.i32()
 
     me = [b for b in brokers if b[2] == port and (node_id is None or b[0] == node_id)]
     if not me:
-        raise NotReady(f"broker answered Metadata v{version} but does not list itself yet "
-                       f"(brokers={brokers})")
-    return (f"kafka ready: Metadata v{version} cluster_id={cluster_id} "
-            f"controller={controller_id} brokers={brokers}")
+        raise NotReady(
+            f"broker answered Metadata v{version} but does not list itself yet (brokers={brokers})"
+        )
+    return (
+        f"kafka ready: Metadata v{version} cluster_id={cluster_id} "
+        f"controller={controller_id} brokers={brokers}"
+    )
 
 
 # --------------------------------------------------------------------------- redis
+
 
 def probe_redis(host: str, port: int, timeout: float) -> str:
     with _connect(host, port, timeout) as sock:
@@ -193,11 +201,12 @@ def probe_redis(host: str, port: int, timeout: float) -> str:
 
 # --------------------------------------------------------------------------- mongo
 
+
 def _bson_cstring(s: str) -> bytes:
     return s.encode() + b"\x00"
 
 
-def _bson_encode(doc: dict) -> bytes:
+def _bson_encode(doc: dict[str, Any]) -> bytes:
     out = bytearray()
     for k, v in doc.items():
         if isinstance(v, bool):
@@ -214,7 +223,7 @@ def _bson_encode(doc: dict) -> bytes:
     return struct.pack("<i", len(out) + 5) + bytes(out) + b"\x00"
 
 
-def _bson_decode(data: bytes, o: int = 0) -> tuple[dict, int]:
+def _bson_decode(data: bytes, o: int = 0) -> tuple[dict[str, Any], int]:
     """Decode the document at offset o; returns (doc, end offset). Nested values are
     decoded only as far as needed to skip them."""
     size = struct.unpack_from("<i", data, o)[0]
@@ -228,28 +237,40 @@ def _bson_decode(data: bytes, o: int = 0) -> tuple[dict, int]:
         key = data[o:z].decode("utf-8", "replace")
         o = z + 1
         if t == 0x01:
-            val = struct.unpack_from("<d", data, o)[0]; o += 8
+            val = struct.unpack_from("<d", data, o)[0]
+            o += 8
         elif t in (0x02, 0x0D, 0x0E):
             n = struct.unpack_from("<i", data, o)[0]
-            val = data[o + 4:o + 3 + n].decode("utf-8", "replace"); o += 4 + n
+            val = data[o + 4 : o + 3 + n].decode("utf-8", "replace")
+            o += 4 + n
         elif t in (0x03, 0x04):
             val, o = _bson_decode(data, o)
         elif t == 0x05:
-            n = struct.unpack_from("<i", data, o)[0]; val = data[o + 5:o + 5 + n]; o += 5 + n
+            n = struct.unpack_from("<i", data, o)[0]
+            val = data[o + 5 : o + 5 + n]
+            o += 5 + n
         elif t == 0x07:
-            val = data[o:o + 12].hex(); o += 12
+            val = data[o : o + 12].hex()
+            o += 12
         elif t == 0x08:
-            val = data[o] == 1; o += 1
+            val = data[o] == 1
+            o += 1
         elif t in (0x09, 0x11, 0x12):
-            val = struct.unpack_from("<q", data, o)[0]; o += 8
+            val = struct.unpack_from("<q", data, o)[0]
+            o += 8
         elif t in (0x06, 0x0A, 0x7F, 0xFF):
             val = None
         elif t == 0x0B:
-            z = data.index(b"\x00", o); z = data.index(b"\x00", z + 1); val = None; o = z + 1
+            z = data.index(b"\x00", o)
+            z = data.index(b"\x00", z + 1)
+            val = None
+            o = z + 1
         elif t == 0x10:
-            val = struct.unpack_from("<i", data, o)[0]; o += 4
+            val = struct.unpack_from("<i", data, o)[0]
+            o += 4
         elif t == 0x13:
-            val = data[o:o + 16]; o += 16
+            val = data[o : o + 16]
+            o += 16
         else:
             raise NotReady(f"unsupported BSON type 0x{t:02x} in reply")
         doc[key] = val
@@ -290,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int)
     ap.add_argument("--timeout", type=float, default=2.0, help="per-attempt socket timeout")
     ap.add_argument("--node-id", type=int, default=None, help="kafka: expected broker id")
-    ap.add_argument("--wait", type=float, default=0.0,
-                    help="keep retrying for up to this many seconds")
+    ap.add_argument(
+        "--wait", type=float, default=0.0, help="keep retrying for up to this many seconds"
+    )
     ap.add_argument("--quiet", "-q", action="store_true")
     a = ap.parse_args(argv)
     env, default = DEFAULT_PORTS[a.service]

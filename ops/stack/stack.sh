@@ -10,6 +10,7 @@
 #   stack.sh wipe                stop everything and delete all service data (fresh state)
 #   stack.sh logs      svc [N]   tail the service log(s)
 #   stack.sh probe     svc       run the readiness probe once
+#   stack.sh smoke               Kafka create/produce/consume/delete round trip + redis/mongo pings
 #   stack.sh kafka-run CLASS ARGS...   run a Kafka tool class with the broker classpath, e.g.
 #        stack.sh kafka-run org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
 #
@@ -23,6 +24,8 @@
 #   CHAT_MONGO_PORT      27017
 #   CHAT_KAFKA_VERSION   4.4.0
 #   CHAT_KAFKA_HEAP_OPTS "-Xms256m -Xmx1g"
+#   CHAT_KAFKA_JAVA_OPTS extra JVM options for the broker (appended)
+#   CHAT_KAFKA_CDS       1    build/use an AppCDS class-data archive for faster broker starts (0 = off)
 #   CHAT_MONGO_IMPL      ferretdb | java    (java = de.bwaldvogel mongo-java-server fallback; it is
 #                                            also used automatically if FerretDB cannot be built)
 #   CHAT_START_TIMEOUT   60   seconds to wait for readiness
@@ -107,7 +110,8 @@ ensure_java() {
   if [[ ! "$ver" =~ \"(1[7-9]|[2-9][0-9]) ]]; then
     local j; j="$(ls -d /usr/lib/jvm/java-17-openjdk-*/bin/java 2>/dev/null | head -n1)"
     [ -n "$j" ] || die "java 17+ not available"
-    export PATH="$(dirname "$j"):$PATH"
+    PATH="$(dirname "$j"):$PATH"
+    export PATH
   fi
 }
 
@@ -179,7 +183,9 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 probe() {  # probe SVC [extra args]
   local svc="$1"; shift
-  "$PYTHON" "$SCRIPT_DIR/probe.py" "$svc" --port "$(svc_port "$svc")" "$@"
+  local extra=()
+  [ "$svc" = kafka ] && extra=(--node-id "$KAFKA_NODE_ID")
+  "$PYTHON" "$SCRIPT_DIR/probe.py" "$svc" --port "$(svc_port "$svc")" "${extra[@]}" "$@"
 }
 
 tail_logs() {
@@ -187,7 +193,7 @@ tail_logs() {
   for f in $(svc_logs "$1"); do
     [ -f "$f" ] || continue
     printf -- '----- last lines of %s -----\n' "$f" >&2
-    tail -n "${2:-40}" "$f" >&2
+    tail -n "${2:-20}" "$f" >&2
   done
 }
 
@@ -202,6 +208,19 @@ take_lock() {
   LOCK_FD_OPEN=1
 }
 
+# install_lock: serialise installs into the shared cache (several clones/CI jobs may race).
+# Callers re-check "already installed" after taking it.
+INSTALL_LOCK_OPEN=0
+install_lock() {
+  [ "$INSTALL_LOCK_OPEN" = 1 ] && return 0
+  mkdir -p "$CACHE_DIR"
+  exec 8>"$CACHE_DIR/.install.lock"
+  if command -v flock >/dev/null 2>&1; then
+    flock -w 1800 8 || die "could not take $CACHE_DIR/.install.lock"
+  fi
+  INSTALL_LOCK_OPEN=1
+}
+
 make_dirs() {
   mkdir -p "$DATA_DIR"/{kafka,redis,ferretdb,logs,pids}
   # keep runtime data out of git when the data dir lives inside the clone (like .venv does)
@@ -212,14 +231,14 @@ make_dirs() {
 # pid written by the child itself (so it is the pid of the exec'd service process).
 launch() {
   local name="$1"; shift
-  local pf out i
+  local pf out
   pf="$(svc_pidfile "$name")"
   out="$DATA_DIR/logs/$name.log"
   rm -f "$pf" "$pf.tmp"
   printf '===== %s stack.sh: starting %s\n' "$(date '+%F %T')" "$name" >>"$out"
   setsid bash -c 'echo $$ > "$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$pf" "$@" \
-    </dev/null >>"$out" 2>&1 9>&- &
-  for i in $(seq 1 100); do
+    </dev/null >>"$out" 2>&1 8>&- 9>&- &
+  for _ in $(seq 1 100); do
     [ -s "$pf" ] && return 0
     sleep 0.05
   done
@@ -228,12 +247,39 @@ launch() {
 
 # --------------------------------------------------------------------------- install
 
-install_kafka() {
+# run_mvn POM OUTDIR [-Dprop=value...]: copy the runtime dependencies of POM into OUTDIR.
+# Output is kept in a file and shown only on failure (Debian's maven prints stray ANSI codes).
+run_mvn() {
+  local pom="$1" out="$2"; shift 2
+  local mlog rc=0
+  mkdir -p "$(dirname "$out")"
+  mlog="$(dirname "$out")/mvn.$$.log"
+  mvn -q -B -f "$pom" "$@" dependency:copy-dependencies -DoutputDirectory="$out" \
+    >"$mlog" 2>&1 </dev/null || rc=$?
+  if [ "$rc" != 0 ]; then
+    sed 's/\x1b\[[0-9;]*m//g' "$mlog" | tail -n 40 >&2
+  fi
+  rm -f "$mlog"
+  return "$rc"
+}
+
+kafka_installed() {
   local stamp
   stamp="kafka=$KAFKA_VERSION pom=$(sha256sum "$KAFKA_CONF_DIR/pom.xml" | cut -c1-16)"
-  if [ -f "$KAFKA_LIBS/.installed" ] && [ "$(cat "$KAFKA_LIBS/.installed")" = "$stamp" ]; then
+  [ -f "$KAFKA_LIBS/.installed" ] && [ "$(cat "$KAFKA_LIBS/.installed")" = "$stamp" ]
+}
+
+install_kafka() {
+  if kafka_installed; then
+    kafka_cds_wanted || return 0
+    install_lock
+    build_kafka_cds
     return 0
   fi
+  install_lock
+  if kafka_installed; then build_kafka_cds; return 0; fi
+  local stamp
+  stamp="kafka=$KAFKA_VERSION pom=$(sha256sum "$KAFKA_CONF_DIR/pom.xml" | cut -c1-16)"
   local t0; t0="$(now)"
   ensure_java
   ensure_cmd mvn maven
@@ -241,8 +287,7 @@ install_kafka() {
   mkdir -p "$KAFKA_HOME"
   rm -rf "$KAFKA_HOME"/libs.tmp.* "$KAFKA_HOME/libs.old"
   local tmp="$KAFKA_HOME/libs.tmp.$$"
-  if ! mvn -q -B -Dstyle.color=never -f "$KAFKA_CONF_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-        dependency:copy-dependencies -DoutputDirectory="$tmp"; then
+  if ! run_mvn "$KAFKA_CONF_DIR/pom.xml" "$tmp" -Dkafka.version="$KAFKA_VERSION"; then
     rm -rf "$tmp"
     die "maven could not fetch kafka $KAFKA_VERSION (see output above)"
   fi
@@ -253,17 +298,97 @@ install_kafka() {
   done
   ls "$tmp"/log4j-core-*.jar >/dev/null 2>&1 || { rm -rf "$tmp"; die "log4j-core missing"; }
   # exactly one SLF4J binding (slf4j 1.x binding, matching Kafka's slf4j-api 1.7.x)
-  local bindings
-  bindings="$(ls "$tmp" | grep -cE '^(log4j-slf4j2?-impl|slf4j-(simple|reload4j|log4j12|jdk14|nop)|logback-classic)-' || true)"
+  local bindings=0 f
+  for f in "$tmp"/*.jar; do
+    [[ "$(basename "$f")" =~ ^(log4j-slf4j2?-impl|slf4j-(simple|reload4j|log4j12|jdk14|nop)|logback-classic)- ]] \
+      && bindings=$((bindings + 1))
+  done
   [ "$bindings" = 1 ] || { rm -rf "$tmp"; die "expected exactly one SLF4J binding, found $bindings"; }
   echo "$stamp" >"$tmp/.installed"
   if [ -d "$KAFKA_LIBS" ]; then mv "$KAFKA_LIBS" "$KAFKA_HOME/libs.old"; fi
   mv "$tmp" "$KAFKA_LIBS"
   rm -rf "$KAFKA_HOME/libs.old"
+  rm -rf "$KAFKA_HOME/cds"
   log "kafka $KAFKA_VERSION installed ($(ls "$KAFKA_LIBS" | wc -l) jars) in $(since "$t0")"
+  build_kafka_cds
+}
+
+# ---- AppCDS class-data archive for the broker: cuts JVM/Kafka startup by ~2-4 s on 2 cores.
+# Built once per (java build, jar set) by running a throw-away broker on free ports with
+# -XX:ArchiveClassesAtExit; disabled with CHAT_KAFKA_CDS=0. A failed build is not retried
+# (marker file) and never fails install/start: the broker then simply starts without it.
+kafka_cds_archive() {
+  local id
+  local jbin jhome
+  jbin="$(readlink -f "$(command -v java)")"
+  jhome="$(dirname "$(dirname "$jbin")")"
+  # keyed by the exact JVM build (libjvm.so size+mtime) and jar set: a stale archive is never used
+  id="$( { echo "$jbin"; stat -c '%s %Y' "$jhome"/lib/server/libjvm.so 2>/dev/null || java -version 2>&1
+           cat "$KAFKA_LIBS/.installed"; } | sha256sum | cut -c1-12)"
+  echo "$KAFKA_HOME/cds/kafka-$id.jsa"
+}
+
+kafka_cds_wanted() {  # true if CDS is enabled and its archive (or failure marker) is missing
+  [ "${CHAT_KAFKA_CDS:-1}" = 1 ] || return 1
+  local jsa; jsa="$(kafka_cds_archive)"
+  [ ! -f "$jsa" ] && [ ! -f "$jsa.failed" ]
+}
+
+render_kafka_props() {  # render_kafka_props OUT KAFKA_PORT CONTROLLER_PORT KAFKA_DATA_DIR
+  sed -e "s|@KAFKA_PORT@|$2|g" -e "s|@CONTROLLER_PORT@|$3|g" -e "s|@KAFKA_DATA_DIR@|$4|g" \
+    "$KAFKA_CONF_DIR/server.properties" >"$1.tmp"
+  mv -f "$1.tmp" "$1"
+}
+
+build_kafka_cds() {
+  kafka_cds_wanted || return 0
+  local jsa t0 work ports bport cport pid ok=0
+  jsa="$(kafka_cds_archive)"
+  t0="$(now)"
+  log "kafka: building class-data archive for faster broker starts (one-off, ~15 s) ..."
+  mkdir -p "$KAFKA_HOME/cds"
+  rm -rf "$KAFKA_HOME"/cds/work.* "$KAFKA_HOME"/cds/*.tmp
+  work="$KAFKA_HOME/cds/work.$$"
+  mkdir -p "$work/logs"
+  ports="$("$PYTHON" -c 'import socket
+ss=[socket.socket() for _ in range(2)]
+[s.bind(("127.0.0.1", 0)) for s in ss]
+print(*[s.getsockname()[1] for s in ss])')"
+  bport="${ports% *}"; cport="${ports#* }"
+  render_kafka_props "$work/server.properties" "$bport" "$cport" "$work"
+  local jopts; mapfile -t jopts < <(kafka_java_opts)
+  if java -Xmx256m -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2-tools.xml" \
+       -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$KAFKA_CLUSTER_ID" \
+       -c "$work/server.properties" >"$work/logs/format.log" 2>&1; then
+    java "${jopts[@]}" -XX:ArchiveClassesAtExit="$jsa.tmp" -Xlog:cds=off -Xlog:cds+dynamic=off \
+      -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2.xml" -Dkafka.logs.dir="$work/logs" \
+      -cp "$KAFKA_LIBS/*" kafka.Kafka "$work/server.properties" \
+      </dev/null >"$work/logs/kafka.out" 2>&1 8>&- 9>&- &
+    pid=$!
+    for _ in $(seq 1 600); do
+      kill -0 "$pid" 2>/dev/null || break
+      if "$PYTHON" "$SCRIPT_DIR/probe.py" kafka --port "$bport" --quiet --timeout 1; then ok=1; break; fi
+      sleep 0.2
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  if [ "$ok" = 1 ] && [ -s "$jsa.tmp" ]; then
+    mv -f "$jsa.tmp" "$jsa"
+    log "kafka: class-data archive ready ($(du -m "$jsa" | cut -f1) MiB) in $(since "$t0")"
+  else
+    warn "kafka: could not build the class-data archive (broker starts without it); see $jsa.failed"
+    { echo "build failed $(date)"; tail -n 30 "$work/logs/kafka.out" "$work/logs/format.log" 2>/dev/null; } >"$jsa.failed"
+    rm -f "$jsa.tmp"
+  fi
+  rm -rf "$work"
 }
 
 install_redis() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  install_lock
   command -v redis-server >/dev/null 2>&1 && return 0
   local t0; t0="$(now)"
   log "installing redis-server (Debian package) ..."
@@ -283,36 +408,49 @@ ferretdb_ok() {
 # the Go module proxy, copy it, write version.txt, and build from the copy.
 build_ferretdb() {
   command -v go >/dev/null 2>&1 || { warn "go not found: cannot build FerretDB"; return 1; }
-  local work dir rc=0
+  local work dir rc=0 blog
   mkdir -p "$CACHE_DIR/bin"
+  chmod -R u+w "$CACHE_DIR"/ferretdb-build.* 2>/dev/null || true
   rm -rf "$CACHE_DIR"/ferretdb-build.*
   work="$(mktemp -d "$CACHE_DIR/ferretdb-build.XXXXXX")"
+  blog="$CACHE_DIR/ferretdb-build.log"
+  # (set -e does not apply inside a subshell used with ||, hence the explicit exits)
   (
-    set -e
-    cd "$work"
+    cd "$work" || exit 1
     export GOFLAGS="" GO111MODULE=on
     dir="$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
-           | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
-    cp -r "$dir" src
-    chmod -R u+w src
-    echo "$FERRETDB_VERSION" > src/build/version/version.txt
-    cd src
-    go build -buildvcs=false -trimpath -ldflags='-s -w' -o "$work/ferretdb" ./cmd/ferretdb
-    "$work/ferretdb" --version >/dev/null
-    mv -f "$work/ferretdb" "$FERRETDB_BIN"
-  ) || rc=$?
+           | "$PYTHON" -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error", "go mod download failed")))')" \
+      || exit 1
+    [ -d "$dir" ] || exit 1
+    cp -r "$dir" src && chmod -R u+w src || exit 1
+    echo "$FERRETDB_VERSION" > src/build/version/version.txt || exit 1
+    cd src || exit 1
+    go build -buildvcs=false -trimpath -ldflags='-s -w' -o "$work/ferretdb" ./cmd/ferretdb || exit 1
+    "$work/ferretdb" --version >/dev/null || exit 1
+    mv -f "$work/ferretdb" "$FERRETDB_BIN" || exit 1
+  ) >"$blog" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    warn "ferretdb build failed (full log: $blog):"
+    tail -n 30 "$blog" >&2
+  fi
   chmod -R u+w "$work" 2>/dev/null || true
   rm -rf "$work"
   return "$rc"
 }
 
-install_mjs() {  # de.bwaldvogel:mongo-java-server fallback
-  local stamp
-  stamp="mjs=$MJS_VERSION src=$(cat "$SCRIPT_DIR/mongo-java-server/pom.xml" \
+mjs_stamp() {
+  echo "mjs=$MJS_VERSION src=$(cat "$SCRIPT_DIR/mongo-java-server/pom.xml" \
           "$SCRIPT_DIR/mongo-java-server/KchatMongoServer.java" | sha256sum | cut -c1-16)"
-  if [ -f "$MJS_HOME/.installed" ] && [ "$(cat "$MJS_HOME/.installed")" = "$stamp" ]; then
-    return 0
-  fi
+}
+mjs_installed() {
+  [ -f "$MJS_HOME/.installed" ] && [ "$(cat "$MJS_HOME/.installed")" = "$(mjs_stamp)" ]
+}
+
+install_mjs() {  # de.bwaldvogel:mongo-java-server fallback
+  mjs_installed && return 0
+  install_lock
+  mjs_installed && return 0
+  local stamp; stamp="$(mjs_stamp)"
   local t0; t0="$(now)"
   ensure_java
   ensure_cmd mvn maven
@@ -321,9 +459,8 @@ install_mjs() {  # de.bwaldvogel:mongo-java-server fallback
   mkdir -p "$CACHE_DIR"
   rm -rf "$CACHE_DIR"/mongo-java-server.tmp.*
   local tmp="$CACHE_DIR/mongo-java-server.tmp.$$"
-  mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/mongo-java-server/pom.xml" -Dmjs.version="$MJS_VERSION" \
-      dependency:copy-dependencies -DoutputDirectory="$tmp/libs" \
-    || { rm -rf "$tmp"; die "maven could not fetch mongo-java-server"; }
+  run_mvn "$SCRIPT_DIR/mongo-java-server/pom.xml" "$tmp/libs" -Dmjs.version="$MJS_VERSION" \
+    || { rm -rf "$tmp"; die "maven could not fetch mongo-java-server (see output above)"; }
   mkdir -p "$tmp/classes"
   javac -d "$tmp/classes" -cp "$tmp/libs/*" "$SCRIPT_DIR/mongo-java-server/KchatMongoServer.java" \
     || { rm -rf "$tmp"; die "could not compile KchatMongoServer.java"; }
@@ -336,13 +473,21 @@ install_mjs() {  # de.bwaldvogel:mongo-java-server fallback
 install_mongo() {
   if [ "$MONGO_IMPL" = java ]; then install_mjs; return; fi
   ferretdb_ok && return 0
+  install_lock
+  ferretdb_ok && return 0
+  if [ -f "$CACHE_DIR/mongo-impl-fallback" ]; then
+    # an earlier FerretDB build failed; don't retry on every start
+    install_mjs
+    return 0
+  fi
   local t0; t0="$(now)"
   log "building ferretdb $FERRETDB_VERSION with go (module proxy) into $FERRETDB_BIN ..."
   if build_ferretdb && ferretdb_ok; then
     log "ferretdb $FERRETDB_VERSION installed in $(since "$t0")"
     return 0
   fi
-  warn "FerretDB could not be built; falling back to de.bwaldvogel:mongo-java-server"
+  warn "FerretDB could not be built; falling back to de.bwaldvogel:mongo-java-server" \
+       "(delete $CACHE_DIR/mongo-impl-fallback to retry FerretDB)"
   mkdir -p "$CACHE_DIR"
   echo java >"$CACHE_DIR/mongo-impl-fallback"
   install_mjs
@@ -357,17 +502,49 @@ mongo_impl() {
 
 ensure_python() { ensure_cmd "$PYTHON" python3; }
 
+# install_services SVC...: install what is missing. A FerretDB build (CPU-bound, ~2.5 min cold)
+# runs in the background while the Kafka jars / Redis package download.
+install_services() {
+  local s bpid="" brc=0 t0
+  if [[ " $* " == *" mongo "* ]] && [ "$MONGO_IMPL" != java ] && ! ferretdb_ok \
+     && [ ! -f "$CACHE_DIR/mongo-impl-fallback" ] && command -v go >/dev/null 2>&1; then
+    install_lock   # taken before forking, so the background build shares it
+    if ! ferretdb_ok; then
+      t0="$(now)"
+      log "building ferretdb $FERRETDB_VERSION with go (module proxy) into $FERRETDB_BIN (background) ..."
+      build_ferretdb &
+      bpid=$!
+    fi
+  fi
+  for s in "$@"; do
+    [ "$s" = mongo ] && [ -n "$bpid" ] && continue
+    "install_$s"
+  done
+  if [ -n "$bpid" ]; then
+    wait "$bpid" || brc=$?
+    if [ "$brc" = 0 ] && ferretdb_ok; then
+      log "ferretdb $FERRETDB_VERSION installed in $(since "$t0")"
+    else
+      warn "FerretDB could not be built; falling back to de.bwaldvogel:mongo-java-server" \
+           "(delete $CACHE_DIR/mongo-impl-fallback to retry FerretDB)"
+      echo java >"$CACHE_DIR/mongo-impl-fallback"
+      install_mjs
+    fi
+  fi
+}
+
 cmd_install() {
   parse_services "$@"
   ensure_python
   local s
-  for s in "${SERVICES[@]}"; do "install_$s"; done
+  install_services "${SERVICES[@]}"
   log "install: ok (${SERVICES[*]})"
 }
 
 # --------------------------------------------------------------------------- start
 
 kafka_java_opts() {
+  local -; set -f   # word-split the option strings, but never glob them (e.g. -Xlog:gc*)
   # shellcheck disable=SC2086
   printf '%s\n' $KAFKA_HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
@@ -376,11 +553,7 @@ kafka_java_opts() {
 
 start_kafka() {
   local kdir="$DATA_DIR/kafka" props="$DATA_DIR/kafka/server.properties"
-  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
-      -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-      -e "s|@KAFKA_DATA_DIR@|$kdir|g" \
-      "$KAFKA_CONF_DIR/server.properties" >"$props.tmp"
-  mv -f "$props.tmp" "$props"
+  render_kafka_props "$props" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$kdir"
   if [ ! -f "$kdir/data/meta.properties" ]; then
     # never formatted (or a half-finished format): start from an empty log dir
     rm -rf "$kdir/data"
@@ -395,6 +568,10 @@ start_kafka() {
     fi
   fi
   local jopts; mapfile -t jopts < <(kafka_java_opts)
+  if [ "${CHAT_KAFKA_CDS:-1}" = 1 ]; then
+    local jsa; jsa="$(kafka_cds_archive)"
+    if [ -f "$jsa" ]; then jopts+=("-XX:SharedArchiveFile=$jsa"); fi
+  fi
   launch kafka java "${jopts[@]}" \
     "-Xlog:gc*:file=$DATA_DIR/logs/kafka-gc.log:time,tags:filecount=3,filesize=10M" \
     -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2.xml" \
@@ -412,7 +589,8 @@ start_mongo() {
   echo "$impl" >"$DATA_DIR/pids/mongo.impl"
   if [ "$impl" = java ]; then
     mkdir -p "$DATA_DIR/ferretdb/mongo-java-server"
-    launch mongo java -Xms32m -Xmx256m -XX:+UseSerialGC -cp "$MJS_HOME/classes:$MJS_HOME/libs/*" \
+    launch mongo java -Xms32m -Xmx256m -XX:+UseSerialGC \
+      -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$MJS_HOME/classes:$MJS_HOME/libs/*" \
       KchatMongoServer 127.0.0.1 "$MONGO_PORT" "$DATA_DIR/ferretdb/mongo-java-server/db.mv"
   else
     mkdir -p "$DATA_DIR/ferretdb/state"
@@ -443,7 +621,7 @@ cmd_start() {
   local s pid t0 failed=0
   local -a launched=() waiting=()
   t0="$(now)"
-  for s in "${SERVICES[@]}"; do "install_$s"; done
+  install_services "${SERVICES[@]}"
   for s in "${SERVICES[@]}"; do
     if pid="$(svc_pid "$s")"; then
       log "$s already running (pid $pid)"
@@ -521,8 +699,7 @@ stop_many() {
       if [ "$SECONDS" -ge "$deadline" ]; then
         warn "$s did not exit within ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
         kill -KILL "${pids[$s]}" 2>/dev/null || true
-        local i
-        for i in $(seq 1 50); do svc_pid "$s" >/dev/null || break; sleep 0.1; done
+        for _ in $(seq 1 50); do svc_pid "$s" >/dev/null || break; sleep 0.1; done
         break
       fi
       sleep 0.1
@@ -595,7 +772,29 @@ cmd_kafka_run() {
     -cp "$KAFKA_LIBS/*" "$@"
 }
 
-usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+# smoke: real Kafka round trip with Kafka's own tool classes (create topic, produce, consume,
+# delete) plus the Redis and Mongo protocol probes. Needs the stack running.
+cmd_smoke() {
+  local bs="127.0.0.1:$KAFKA_PORT" topic="stack-smoke-$$-$RANDOM" n=20 t0 got
+  local cp=(java -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2-tools.xml" -cp "$KAFKA_LIBS/*")
+  t0="$(now)"
+  svc_pid kafka >/dev/null || die "kafka is not running (stack.sh start kafka)"
+  "${cp[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bs" --create \
+    --topic "$topic" --partitions 3 --replication-factor 1 >/dev/null
+  seq 1 "$n" | sed 's/^/smoke-/' | "${cp[@]}" org.apache.kafka.tools.ConsoleProducer \
+    --bootstrap-server "$bs" --topic "$topic" 2>/dev/null
+  got="$("${cp[@]}" org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$bs" \
+    --topic "$topic" --from-beginning --max-messages "$n" --timeout-ms 30000 2>/dev/null | sort -u | wc -l)"
+  "${cp[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bs" --delete --topic "$topic" >/dev/null
+  [ "$got" = "$n" ] || die "kafka round trip: produced $n, consumed $got"
+  log "kafka round trip ok: $n messages via topic $topic ($(since "$t0"))"
+  local s
+  for s in redis mongo; do
+    if svc_pid "$s" >/dev/null; then probe "$s" | sed 's/^/[stack] /'; else warn "$s not running"; fi
+  done
+}
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 main() {
   local cmd="${1:-}"
@@ -612,6 +811,7 @@ main() {
     probe)     [ "$#" -ge 1 ] || die "usage: stack.sh probe SERVICE"
                local s; s="$(canon "$1")"; shift; probe "$s" "$@" ;;
     kafka-run) cmd_kafka_run "$@" ;;
+    smoke)     cmd_smoke ;;
     -h|--help|help|"") usage ;;
     *) usage >&2; die "unknown command '$cmd'" ;;
   esac

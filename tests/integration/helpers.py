@@ -23,8 +23,9 @@ async def synced(client: ChatClient, cursors: dict[str, int] | None = None) -> d
     return await client.request(frame, timeout=30)
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 20.0,
-                     interval: float = 0.1) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 20.0, interval: float = 0.1
+) -> T:
     """Poll ``probe`` until it returns something truthy (for state that settles asynchronously,
     like the MongoDB sink); fail with the last value after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -47,8 +48,9 @@ async def stored_messages(mongo_url: str, db: str, conversation_id: str) -> list
 
 
 async def create_direct(client: ChatClient, other: str) -> dict[str, Any]:
-    reply = await client.request({"type": "conversation.create", "kind": "direct",
-                                  "members": [other]})
+    reply = await client.request(
+        {"type": "conversation.create", "kind": "direct", "members": [other]}
+    )
     assert reply["type"] == "ok", reply
     conversation: dict[str, Any] = reply["conversation"]
     return conversation

@@ -15,8 +15,11 @@ async def test_gapless_order_seen_by_every_member(app: App, clients, user_ids) -
     clients += [alice, bob, carol]
     for c in clients:
         await synced(c)
-    group = (await alice.request({"type": "conversation.create", "kind": "group",
-                                  "members": [bob.user, carol.user]}))["conversation"]
+    group = (
+        await alice.request(
+            {"type": "conversation.create", "kind": "group", "members": [bob.user, carol.user]}
+        )
+    )["conversation"]
     cid = group["id"]
     for c in (bob, carol):
         await c.wait_for(lambda f: f["type"] == "conversation")
@@ -24,9 +27,15 @@ async def test_gapless_order_seen_by_every_member(app: App, clients, user_ids) -
     # Three senders at once, on both edges.
     async def burst(client, n: int) -> list[int]:
         for i in range(n):
-            await client.send({"type": "message.send", "conversation_id": cid,
-                               "client_msg_id": f"{client.user}-{i}", "body": f"{i}",
-                               "id": f"{client.user}-{i}"})
+            await client.send(
+                {
+                    "type": "message.send",
+                    "conversation_id": cid,
+                    "client_msg_id": f"{client.user}-{i}",
+                    "body": f"{i}",
+                    "id": f"{client.user}-{i}",
+                }
+            )
         acks = []
         for i in range(n):
             ack = await client.wait_for(lambda f, i=i: f.get("id") == f"{client.user}-{i}")
@@ -48,7 +57,9 @@ async def test_gapless_order_seen_by_every_member(app: App, clients, user_ids) -
         assert len(seqs) == len(set(seqs)) == others
 
 
-async def test_resend_returns_original_ack_even_on_the_other_edge(app: App, clients, user_ids) -> None:
+async def test_resend_returns_original_ack_even_on_the_other_edge(
+    app: App, clients, user_ids
+) -> None:
     alice = await app.client(user_ids.alice, edge=0)
     bob = await app.client(user_ids.bob, edge=1)
     clients += [alice, bob]
@@ -85,14 +96,21 @@ async def test_multi_device(app: App, clients, user_ids) -> None:
     cid = (await create_direct(phone, bob.user))["id"]
     await laptop.wait_for(lambda f: f["type"] == "conversation")
 
-    ack = await phone.request({"type": "message.send", "conversation_id": cid,
-                               "client_msg_id": "p1", "body": "from my phone"})
+    ack = await phone.request(
+        {
+            "type": "message.send",
+            "conversation_id": cid,
+            "client_msg_id": "p1",
+            "body": "from my phone",
+        }
+    )
     # The sending session gets only the ack; the user's other session and bob get the message.
     echoed = await laptop.wait_for(lambda f: f["type"] == "message")
     assert echoed["seq"] == ack["seq"] and echoed["sender"] == phone.user
     await bob.wait_for(lambda f: f["type"] == "message")
-    reply = await bob.request({"type": "message.send", "conversation_id": cid,
-                               "client_msg_id": "b1", "body": "hi both"})
+    reply = await bob.request(
+        {"type": "message.send", "conversation_id": cid, "client_msg_id": "b1", "body": "hi both"}
+    )
     for device in (phone, laptop):
         got = await device.wait_for(lambda f: f["type"] == "message" and f["sender"] == bob.user)
         assert got["seq"] == reply["seq"]

@@ -25,23 +25,35 @@ async def test_message_crosses_both_edges_and_lands_in_store(app: App, clients, 
     assert created["event"] == "created"
     assert created["conversation"]["id"] == conversation["id"]
 
-    ack = await alice.request({"type": "message.send", "conversation_id": conversation["id"],
-                               "client_msg_id": "m1", "body": "hello bob"})
+    ack = await alice.request(
+        {
+            "type": "message.send",
+            "conversation_id": conversation["id"],
+            "client_msg_id": "m1",
+            "body": "hello bob",
+        }
+    )
     assert ack["type"] == "message.ack"
     assert ack["seq"] == 1 and ack["client_msg_id"] == "m1"
     assert isinstance(ack["ts"], int)
 
     message = await bob.wait_for(lambda f: f["type"] == "message")
     assert message == {
-        "type": "message", "conversation_id": conversation["id"], "seq": 1,
-        "sender": alice.user, "body": "hello bob", "ts": ack["ts"], "client_msg_id": "m1",
+        "type": "message",
+        "conversation_id": conversation["id"],
+        "seq": 1,
+        "sender": alice.user,
+        "body": "hello bob",
+        "ts": ack["ts"],
+        "client_msg_id": "m1",
     }
     # The sending session does not get its own message back.
     assert alice.messages(conversation["id"]) == []
 
     async def in_store() -> list[dict[str, object]]:
-        return await stored_messages(app.settings.mongo_url, app.settings.mongo_db,
-                                     conversation["id"])
+        return await stored_messages(
+            app.settings.mongo_url, app.settings.mongo_db, conversation["id"]
+        )
 
     stored = await eventually(in_store)
     assert [(m["_id"], m["seq"], m["body"], m["sender"]) for m in stored] == [
@@ -58,7 +70,9 @@ async def test_create_direct_is_idempotent(app: App, clients, user_ids) -> None:
     assert first["members"] == second["members"]
 
 
-async def test_bad_input_gets_errors_and_connection_stays_usable(app: App, clients, user_ids) -> None:
+async def test_bad_input_gets_errors_and_connection_stays_usable(
+    app: App, clients, user_ids
+) -> None:
     alice = await app.client(user_ids.alice, edge=1)
     clients.append(alice)
 
@@ -82,10 +96,16 @@ async def test_bad_input_gets_errors_and_connection_stays_usable(app: App, clien
 async def test_upgrade_without_valid_token_is_refused(app: App) -> None:
     async with aiohttp.ClientSession() as http:
         for params in ({}, {"access_token": "not-a-jwt"}):
-            async with http.get(app.edges[0] + "/v1/ws", params=params,
-                                headers={"Upgrade": "websocket", "Connection": "Upgrade",
-                                         "Sec-WebSocket-Version": "13",
-                                         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as resp:
+            async with http.get(
+                app.edges[0] + "/v1/ws",
+                params=params,
+                headers={
+                    "Upgrade": "websocket",
+                    "Connection": "Upgrade",
+                    "Sec-WebSocket-Version": "13",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                },
+            ) as resp:
                 assert resp.status == 401
                 assert await resp.json() == {"error": "unauthorized"}
 
@@ -97,7 +117,11 @@ async def test_health_endpoints(app: App) -> None:
                 assert resp.status == 200
             async with http.get(edge + "/readyz") as resp:
                 assert resp.status == 200
-                assert (await resp.json())["checks"] == {"redis": True, "kafka": True, "mongo": True}
+                assert (await resp.json())["checks"] == {
+                    "redis": True,
+                    "kafka": True,
+                    "mongo": True,
+                }
             async with http.get(edge + "/metrics") as resp:
                 assert resp.status == 200
                 assert "chat_edge_connections" in await resp.text()

@@ -26,8 +26,7 @@ async def test_presence_follows_sessions_on_any_edge(app: App, clients, user_ids
     query = await watcher.request({"type": "presence.query", "users": [user_ids.bob]})
     assert query["presence"][0]["status"] == "online"
     await laptop.close()
-    offline = await watcher.wait_for(lambda f: f["type"] == "presence"
-                                     and f["status"] == "offline")
+    offline = await watcher.wait_for(lambda f: f["type"] == "presence" and f["status"] == "offline")
     assert offline["last_seen"] >= online["last_seen"] > 0
     assert [f["status"] for f in watcher.of_type("presence")] == ["online", "offline"]
 
@@ -36,6 +35,7 @@ async def test_presence_follows_sessions_on_any_edge(app: App, clients, user_ids
         return q if q["presence"][0]["status"] == "offline" else None
 
     from tests.integration.helpers import eventually
+
     q = await eventually(settled)
     assert q["presence"][0]["last_seen"] == offline["last_seen"]
 
@@ -43,5 +43,7 @@ async def test_presence_follows_sessions_on_any_edge(app: App, clients, user_ids
 async def test_presence_rejects_too_many_users(app: App, clients, user_ids) -> None:
     watcher = await app.client(user_ids.watcher)
     clients.append(watcher)
-    reply = await watcher.request({"type": "presence.query", "users": [f"u{i}" for i in range(501)]})
+    reply = await watcher.request(
+        {"type": "presence.query", "users": [f"u{i}" for i in range(501)]}
+    )
     assert reply["type"] == "error" and reply["code"] == "bad_request"

@@ -19,32 +19,42 @@ async def test_receipts_are_monotonic_broadcast_and_served(app: App, clients, us
         await synced(c)
     cid = (await create_direct(alice, bob.user))["id"]
     for i in range(3):
-        await alice.request({"type": "message.send", "conversation_id": cid,
-                             "client_msg_id": f"r{i}", "body": "x"})
+        await alice.request(
+            {"type": "message.send", "conversation_id": cid, "client_msg_id": f"r{i}", "body": "x"}
+        )
     await bob.wait_for(lambda f: len(bob.messages(cid)) == 3)
 
     await bob.send({"type": "receipt.read", "conversation_id": cid, "seq": 2})
     for watcher in (alice, bob_tablet, bob):  # the reader's other devices included
         read = await watcher.wait_for(lambda f: f["type"] == "receipt" and f["kind"] == "read")
-        assert read == {"type": "receipt", "conversation_id": cid, "user": bob.user,
-                        "kind": "read", "seq": 2}
+        assert read == {
+            "type": "receipt",
+            "conversation_id": cid,
+            "user": bob.user,
+            "kind": "read",
+            "seq": 2,
+        }
         # Reading implies delivery.
-        await watcher.wait_for(lambda f: f["type"] == "receipt" and f["kind"] == "delivered"
-                               and f["seq"] == 2)
+        await watcher.wait_for(
+            lambda f: f["type"] == "receipt" and f["kind"] == "delivered" and f["seq"] == 2
+        )
 
     # Lower than the current cursor: ignored. Beyond last_seq: capped.
     await bob.send({"type": "receipt.read", "conversation_id": cid, "seq": 1})
     await bob.send({"type": "receipt.read", "conversation_id": cid, "seq": 99})
-    capped = await alice.wait_for(lambda f: f["type"] == "receipt" and f["kind"] == "read"
-                                  and f["seq"] != 2)
+    capped = await alice.wait_for(
+        lambda f: f["type"] == "receipt" and f["kind"] == "read" and f["seq"] != 2
+    )
     assert capped["seq"] == 3
     reads = [f["seq"] for f in alice.of_type("receipt") if f["kind"] == "read"]
     assert reads == [2, 3]
 
     async def served() -> dict | None:
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{app.edges[1]}/v1/conversations/{cid}/receipts",
-                                headers={"Authorization": f"Bearer {app.token(alice.user)}"}) as r:
+            async with http.get(
+                f"{app.edges[1]}/v1/conversations/{cid}/receipts",
+                headers={"Authorization": f"Bearer {app.token(alice.user)}"},
+            ) as r:
                 assert r.status == 200
                 body = await r.json()
         got = body["receipts"].get(bob.user)
@@ -79,7 +89,14 @@ async def test_typing_relay_throttle_and_expiry(app: App, clients, user_ids) -> 
     mark = len(bob.frames)
     await alice.send({"type": "typing", "conversation_id": cid, "state": "start"})
     await bob.wait_for(lambda f: f["type"] == "typing" and f["state"] == "start", after=mark)
-    await alice.request({"type": "message.send", "conversation_id": cid, "client_msg_id": "t",
-                         "body": "done typing"})
-    await bob.wait_for(lambda f: f["type"] == "typing" and f["state"] == "stop", after=mark,
-                       timeout=3)
+    await alice.request(
+        {
+            "type": "message.send",
+            "conversation_id": cid,
+            "client_msg_id": "t",
+            "body": "done typing",
+        }
+    )
+    await bob.wait_for(
+        lambda f: f["type"] == "typing" and f["state"] == "stop", after=mark, timeout=3
+    )

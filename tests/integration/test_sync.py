@@ -8,9 +8,15 @@ from tests.integration.helpers import create_direct, synced
 
 async def send_many(client, cid: str, n: int, prefix: str) -> list[int]:
     for i in range(n):
-        await client.send({"type": "message.send", "conversation_id": cid,
-                           "client_msg_id": f"{prefix}{i}", "body": f"{prefix} {i}",
-                           "id": f"{prefix}{i}"})
+        await client.send(
+            {
+                "type": "message.send",
+                "conversation_id": cid,
+                "client_msg_id": f"{prefix}{i}",
+                "body": f"{prefix} {i}",
+                "id": f"{prefix}{i}",
+            }
+        )
     seqs = []
     for i in range(n):
         ack = await client.wait_for(lambda f, i=i: f.get("id") == f"{prefix}{i}", timeout=30)
@@ -38,8 +44,9 @@ async def test_offline_user_gets_everything_on_sync(app: App, clients, user_ids)
 
     # Confirm delivery of 1..3: a later cursorless sync starts after 3.
     await bob.send({"type": "message.delivered", "conversation_id": cid, "seq": 3})
-    await alice.wait_for(lambda f: f["type"] == "receipt" and f["kind"] == "delivered"
-                         and f["seq"] == 3)
+    await alice.wait_for(
+        lambda f: f["type"] == "receipt" and f["kind"] == "delivered" and f["seq"] == 3
+    )
     await bob.close()
     bob2 = await app.client(user_ids.bob, edge=0)
     clients.append(bob2)
@@ -54,7 +61,8 @@ async def test_offline_user_gets_everything_on_sync(app: App, clients, user_ids)
 
 
 async def test_sync_truncates_at_500_and_reads_old_messages_from_store(
-        app: App, clients, user_ids) -> None:
+    app: App, clients, user_ids
+) -> None:
     alice = await app.client(user_ids.alice, edge=0)
     clients.append(alice)
     cid = (await create_direct(alice, user_ids.bob))["id"]

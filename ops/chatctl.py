@@ -1,0 +1,114 @@
+"""chatctl: the operator's command line.
+
+chatctl token alice            mint a development token (HS256, CHAT_JWT_SECRET)
+chatctl topics                 topics, partitions, end offsets and consumer lag
+chatctl env                    every CHAT_* variable with its default and current value
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from chat.settings import Settings, describe, load_settings
+from chat.topics import topic_specs
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from edge.auth import mint_token
+
+    token, _ = mint_token(settings, args.user, args.ttl)
+    print(token)
+    return 0
+
+
+def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
+    for name, default in describe():
+        current = os.environ.get(name)
+        shown = "<set>" if current and ("SECRET" in name or "KEY" in name) else current
+        print(f"{name}={default}" + (f"   (now: {shown})" if current is not None else ""))
+    return 0
+
+
+async def topic_report(settings: Settings) -> list[dict[str, Any]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await admin.start()
+    await consumer.start()
+    try:
+        groups = {
+            settings.worker_app_id: [settings.topic("commands"), settings.topic("users")],
+            settings.sink_group: [
+                settings.topic(t) for t in ("messages", "conversations", "receipts")
+            ],
+        }
+        committed: dict[str, dict[TopicPartition, int]] = {}
+        for group in groups:
+            offsets = await admin.list_consumer_group_offsets(group)
+            committed[group] = {tp: meta.offset for tp, meta in offsets.items()}
+        rows = []
+        for spec in topic_specs(settings):
+            tps = [TopicPartition(spec.name, p) for p in range(spec.partitions)]
+            ends = await consumer.end_offsets(tps)
+            lag: dict[str, int] = {}
+            for group, topics in groups.items():
+                if spec.name in topics:
+                    lag[group] = sum(max(0, ends[tp] - committed[group].get(tp, 0)) for tp in tps)
+            rows.append(
+                {
+                    "topic": spec.name,
+                    "partitions": spec.partitions,
+                    "key": spec.key,
+                    "records": sum(ends.values()),
+                    "lag": lag,
+                    "config": spec.config,
+                }
+            )
+        return rows
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    rows = asyncio.run(topic_report(settings))
+    print(f"{'topic':<22} {'parts':>5} {'end offsets':>12}  {'consumer lag':<40} key")
+    for r in rows:
+        lag = ", ".join(f"{g}={n}" for g, n in r["lag"].items()) or "-"
+        print(f"{r['topic']:<22} {r['partitions']:>5} {r['records']:>12}  {lag:<40} {r['key']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    token = sub.add_parser("token", help="mint a development token")
+    token.add_argument("user")
+    token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    token.set_defaults(func=cmd_token)
+    sub.add_parser("topics", help="describe topics, partitions and consumer lag").set_defaults(
+        func=cmd_topics
+    )
+    sub.add_parser("env", help="list every CHAT_* variable").set_defaults(func=cmd_env)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    result: int = args.func(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
