@@ -49,7 +49,6 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     ping_interval_s: float = 20.0
-    ping_timeout_s: float = 10.0
     edge_liveness_ttl_s: int = 10
     # Limits
     max_frame_bytes: int = 64 * 1024
@@ -68,6 +67,7 @@ class Settings:
     deliver_partitions: int = 8  # = the number of edge slots
     worker_app_id: str = "chat-worker"
     worker_web_port: int = 6066
+    worker_data_dir: str = ".data/faust"  # Faust's local state (tables are rebuilt from changelogs)
     table_standby_replicas: int = 1
     replication_factor: int = 1
     inbox_max_per_conversation: int = 200

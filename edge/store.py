@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -29,7 +30,10 @@ HISTORY_CACHE_TTL_S = 300
 class Store:
     def __init__(self, settings: Settings, redis_client: aioredis.Redis) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            settings.mongo_url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000
+            settings.mongo_url,
+            serverSelectionTimeoutMS=3000,
+            connectTimeoutMS=3000,
+            socketTimeoutMS=10_000,
         )
         self.db = self.client[settings.mongo_db]
         self.redis = redis_client
@@ -39,7 +43,7 @@ class Store:
 
     async def ping(self) -> bool:
         try:
-            await self.db.command("ping")
+            await asyncio.wait_for(self.db.command("ping"), 2.0)
             return True
         except Exception:
             return False

@@ -2,6 +2,7 @@
 
 chatctl token alice            mint a development token (HS256, CHAT_JWT_SECRET)
 chatctl topics                 topics, partitions, end offsets and consumer lag
+chatctl topology               the stream topology: topics, agents, tables
 chatctl env                    every CHAT_* variable with its default and current value
 """
 
@@ -87,6 +88,36 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# Who reads and writes what; docs/topology.md draws the same graph.
+AGENTS = [
+    (
+        "router",
+        "commands",
+        ["conversations", "sequences", "receipts", "typing"],
+        ["messages", "conversations", "receipts", "users", "deliver"],
+    ),
+    ("sessions", "users", ["sessions", "inbox", "presence_subscribers"], ["deliver"]),
+]
+
+
+def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
+    print("topics:")
+    for spec in topic_specs(settings):
+        config = ", ".join(f"{k}={v}" for k, v in spec.config.items())
+        print(f"  {spec.name:<20} key={spec.key:<28} partitions={spec.partitions:<3} {config}")
+        print(f"  {'':<20} writers: {spec.writers}; readers: {spec.readers}")
+    print("agents:")
+    for name, source, tables, outputs in AGENTS:
+        targets = ", ".join(settings.topic(t) for t in outputs)
+        print(f"  {settings.topic(source)} --> [{name}] --> {targets}")
+        for table in tables:
+            changelog = f"{settings.worker_app_id}-{table}-changelog"
+            print(f"  {'':<16}table {table:<22} changelog {changelog}")
+    sources = ", ".join(settings.topic(t) for t in ("messages", "conversations", "receipts"))
+    print(f"  {sources} --> [mongo sink] --> MongoDB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("topics", help="describe topics, partitions and consumer lag").set_defaults(
         func=cmd_topics
     )
+    sub.add_parser("topology", help="print the stream topology").set_defaults(func=cmd_topology)
     sub.add_parser("env", help="list every CHAT_* variable").set_defaults(func=cmd_env)
     return parser
 

@@ -78,7 +78,7 @@ class MongoSink:
             settings.topic("receipts"): receipt_ops,
         }
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            settings.mongo_url, serverSelectionTimeoutMS=3000
+            settings.mongo_url, serverSelectionTimeoutMS=3000, socketTimeoutMS=30_000
         )
         self.db = self.mongo[settings.mongo_db]
         self.consumer = AIOKafkaConsumer(

@@ -28,6 +28,7 @@ app = faust.App(
     settings.worker_app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store="memory://",
+    datadir=settings.worker_data_dir,
     autodiscover=False,
     topic_partitions=settings.conversation_partitions,
     topic_replication_factor=settings.replication_factor,

@@ -26,8 +26,10 @@
 #   CHAT_KAFKA_HEAP_OPTS "-Xms256m -Xmx1g"
 #   CHAT_KAFKA_JAVA_OPTS extra JVM options for the broker (appended)
 #   CHAT_KAFKA_CDS       1    build/use an AppCDS class-data archive for faster broker starts (0 = off)
-#   CHAT_MONGO_IMPL      ferretdb | java    (java = de.bwaldvogel mongo-java-server fallback; it is
-#                                            also used automatically if FerretDB cannot be built)
+#   CHAT_MONGO_IMPL      java | ferretdb    (default java: de.bwaldvogel mongo-java-server with its H2
+#                                            file backend. FerretDB 1.24.2 (SQLite) is built and run
+#                                            when asked for; it wedged a database for good after a
+#                                            client died mid-write, see docs/architecture.md)
 #   CHAT_START_TIMEOUT   60   seconds to wait for readiness
 #   CHAT_STOP_TIMEOUT    30   seconds between SIGTERM and SIGKILL
 set -euo pipefail
@@ -51,7 +53,7 @@ KAFKA_LIBS="$KAFKA_HOME/libs"
 REDIS_PORT="${CHAT_REDIS_PORT:-6379}"
 
 MONGO_PORT="${CHAT_MONGO_PORT:-27017}"
-MONGO_IMPL="${CHAT_MONGO_IMPL:-ferretdb}"
+MONGO_IMPL="${CHAT_MONGO_IMPL:-java}"
 FERRETDB_VERSION="v1.24.2"
 FERRETDB_BIN="$CACHE_DIR/bin/ferretdb"
 MJS_VERSION="1.47.0"
