@@ -21,3 +21,7 @@ def history_key(conversation_id: str) -> str:
 
 def rate_key(scope: str, subject: str) -> str:
     return f"chat:rate:{scope}:{subject}"
+
+
+def connections_key(user: str) -> str:
+    return f"chat:conns:{user}"

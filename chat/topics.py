@@ -9,6 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chat.settings import Settings
+from tables import (
+    conversations,
+    inbox,
+    presence_subscribers,
+    receipts,
+    sequences,
+    sessions,
+    typing_state,
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,33 @@ KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 ONE_DAY = {"retention.ms": str(24 * 3600 * 1000)}
 ONE_HOUR = {"retention.ms": str(3600 * 1000)}
+
+
+# Faust tables and the partitioning of their keys (their changelogs are created with them).
+CONVERSATION_TABLES = (conversations.TABLE, sequences.TABLE, receipts.TABLE, typing_state.TABLE)
+USER_TABLES = (sessions.TABLE, inbox.TABLE, presence_subscribers.TABLE)
+
+
+def changelog_specs(settings: Settings) -> list[TopicSpec]:
+    """Changelog topics of the worker tables, named as Faust names them:
+    ``<app id>-<table>-changelog``."""
+    specs = []
+    for tables, partitions, key in (
+        (CONVERSATION_TABLES, settings.conversation_partitions, "conversation_id"),
+        (USER_TABLES, settings.user_partitions, "user_id"),
+    ):
+        for table in tables:
+            specs.append(
+                TopicSpec(
+                    f"{settings.worker_app_id}-{table}-changelog",
+                    partitions,
+                    key,
+                    "worker (table writes)",
+                    "worker (recovery, standbys)",
+                    {"cleanup.policy": "compact"},
+                )
+            )
+    return specs
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:

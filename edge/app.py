@@ -22,8 +22,9 @@ from chat import protocol
 from chat.protocol import ProtocolError
 from chat.settings import Settings
 from edge import metrics, rest
-from edge.auth import TokenVerifier, Unauthorized, authenticate
+from edge.auth import Identity, TokenVerifier, Unauthorized, authenticate
 from edge.commands import CommandContext, RateLimited, handle_frame
+from edge.connection_limit import ConnectionLimit
 from edge.kafka_io import KafkaIO, KafkaUnavailable
 from edge.liveness import Liveness
 from edge.ratelimit import Limit, RateLimiter
@@ -50,7 +51,10 @@ class Edge:
         self.limiter = RateLimiter(self.redis)
         self.kafka = KafkaIO(settings, self.on_delivery)
         self.store = Store(settings, self.redis)
-        self.liveness = Liveness(settings, self.redis, self.edge_id)
+        self.connection_limit = ConnectionLimit(
+            self.redis, settings.connections_per_user, settings.edge_liveness_ttl_s * 1000
+        )
+        self.liveness = Liveness(settings, self.redis, self.edge_id, self.renew_connection_leases)
         self.slot = -1
         self.ctx: CommandContext | None = None
         self.closing = False
@@ -77,6 +81,10 @@ class Edge:
         await self.liveness.stop()
         await self.store.close()
         await self.redis.aclose()
+
+    async def renew_connection_leases(self) -> None:
+        live = [(s.user, s.id) for s in self.registry.sessions.values()]
+        await self.connection_limit.renew(live)
 
     # ------------------------------------------------------------------ deliveries
 
@@ -154,9 +162,19 @@ class Edge:
             return web.json_response(
                 {"error": "rate_limited", "retry_after_ms": verdict.retry_after_ms}, status=429
             )
-        if self.registry.count_for(identity.user) >= self.settings.connections_per_user:
+        session_id = uuid.uuid4().hex
+        local_count = self.registry.count_for(identity.user)
+        if not await self.connection_limit.acquire(identity.user, session_id, local_count):
             metrics.upgrades_refused.labels("too_many_connections").inc()
             return web.json_response({"error": "too_many_connections"}, status=429)
+        try:
+            return await self._serve_session(request, identity, session_id)
+        finally:
+            await self.connection_limit.release(identity.user, session_id)
+
+    async def _serve_session(
+        self, request: web.Request, identity: Identity, session_id: str
+    ) -> web.StreamResponse:
 
         ws = web.WebSocketResponse(
             heartbeat=self.settings.ping_interval_s,
@@ -164,7 +182,7 @@ class Edge:
             compress=False,
         )
         await ws.prepare(request)
-        session = Session(uuid.uuid4().hex, identity.user, ws)
+        session = Session(session_id, identity.user, ws)
         self.registry.add(session)
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, identity.expires_at - time.time()),

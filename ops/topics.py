@@ -8,7 +8,7 @@ import sys
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from chat.settings import Settings, load_settings
-from chat.topics import topic_specs
+from chat.topics import changelog_specs, topic_specs
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
@@ -20,7 +20,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
             NewTopic(
                 spec.name, spec.partitions, settings.replication_factor, topic_configs=spec.config
             )
-            for spec in topic_specs(settings)
+            for spec in topic_specs(settings) + changelog_specs(settings)
             if spec.name not in existing
         ]
         if new:

@@ -42,7 +42,7 @@ def main() -> None:
         settings.log_level.lower(),
         "--web-port",
         str(settings.worker_web_port),
-        "--web-host",
+        "--web-bind",
         settings.metrics_host,
     ]
     app.main()

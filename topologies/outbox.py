@@ -16,12 +16,16 @@ repeats the replies. The batch's input offsets are committed only after ``publis
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
 from chat import records
+
+log = logging.getLogger("chat.outbox")
 
 
 @dataclass
@@ -61,11 +65,33 @@ class Outbox:
         self._replies.append((slot, records.delivery([session], frame)))
 
     async def publish(self) -> None:
+        """Make the batch durable; retries until it is (see :meth:`_publish_once`).
+
+        It must not give up: Faust acks a ``take_events`` batch when the generator is closed, so
+        an exception escaping here would commit offsets whose outputs were never written. Every
+        step is idempotent (same records, same rows), so repeating the whole batch is safe.
+        """
+        delay = 0.05
+        while True:
+            try:
+                await self._publish_once()
+                break
+            except Exception as exc:
+                log.warning("publishing a batch failed, retrying: %r", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self._rows.clear()
+        self._records.clear()
+        self._replies.clear()
+
+    async def _publish_once(self) -> None:
         producer = self.app.producer
         for topic, key, value, partition in self._records:
             await topic.send(key=key, value=value, partition=partition)
         if self._records:
             await producer.flush()
+        for table, _ in self._rows.values():
+            await ensure_metadata(self.app, table.changelog_topic.get_topic_name())
         for (_, row_key), (table, value) in self._rows.items():
             if value is None:
                 if row_key in table:
@@ -76,6 +102,16 @@ class Outbox:
             await producer.flush()
         for slot, value in self._replies:
             await self.deliver_topic.send(value=value, partition=slot)
-        self._rows.clear()
-        self._records.clear()
-        self._replies.clear()
+
+
+_metadata_ready: set[str] = set()
+
+
+async def ensure_metadata(app: faust.App, topic: str) -> None:
+    """Table writes pick the changelog partition from the producer's cached metadata without
+    waiting for it; on a fresh cluster the changelog topic may not be cached yet."""
+    if topic in _metadata_ready:
+        return
+    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+    await producer.client._wait_on_metadata(topic)
+    _metadata_ready.add(topic)

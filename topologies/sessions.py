@@ -232,3 +232,28 @@ async def expire_dead_edges() -> None:
             )
     for edge in set(_missing_since) - set(edges):
         del _missing_since[edge]
+
+
+_redis_run_id: str | None = None
+
+
+@app.timer(interval=5.0)
+async def rebuild_presence_cache() -> None:
+    """Redis keeps presence only as a cache. When this worker starts, or Redis restarts empty
+    (its run_id changes), write the presence of every user this worker holds again."""
+    global _redis_run_id
+    try:
+        run_id = str((await redis_client.info("server"))["run_id"])
+    except Exception:
+        return  # Redis down: look-ups answer `unavailable` meanwhile
+    if run_id == _redis_run_id:
+        return
+    changes = [
+        (user, "online" if row["sessions"] else "offline", row["last_seen"])
+        for user, row in list(sessions_table.items())
+        if row
+    ]
+    if changes:
+        log.info("rebuilding the presence cache", extra={"users": len(changes)})
+        write_presence_cache(changes)
+    _redis_run_id = run_id

@@ -1,0 +1,314 @@
+#!/usr/bin/env node
+/**
+ * End-to-end test of the web client against a RUNNING stack (two edge nodes).
+ *
+ *   node web/e2e/chat.e2e.mjs
+ *
+ * Env: E2E_EDGE_A (default http://127.0.0.1:8080), E2E_EDGE_B (default http://127.0.0.1:8081),
+ * CHROMIUM_PATH (default /usr/bin/chromium), E2E_TIMEOUT_MS (default 15000 per wait).
+ * Prints `ok - <name>` / `not ok - <name>` per step and `N passed, M failed`; exit code 0/1.
+ * Screenshots go to <repo>/test-results/.
+ */
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const EDGE_A = (process.env.E2E_EDGE_A ?? 'http://127.0.0.1:8080').replace(/\/$/, '');
+const EDGE_B = (process.env.E2E_EDGE_B ?? 'http://127.0.0.1:8081').replace(/\/$/, '');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const T = Number(process.env.E2E_TIMEOUT_MS ?? 15_000);
+const OUT = fileURLToPath(new URL('../../test-results/', import.meta.url));
+mkdirSync(OUT, { recursive: true });
+
+const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+const ALICE = `alice_${RUN}`;
+const BOB = `bob_${RUN}`;
+const DM = `dm:${[ALICE, BOB].sort().join(':')}`;
+const GROUP_TITLE = `Team ${RUN}`;
+
+let passed = 0;
+let failed = 0;
+let blocked = null; // name of the failed step the remaining ones depend on
+
+async function step(name, fn, { critical = true } = {}) {
+  if (blocked) {
+    failed++;
+    console.log(`not ok - ${name} # skipped: depends on "${blocked}"`);
+    return;
+  }
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`not ok - ${name}`);
+    for (const line of String(e?.stack ?? e).split('\n').slice(0, 6)) console.log(`  # ${line}`);
+    if (critical) blocked = name;
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: `${OUT}${name}.png` });
+}
+
+async function healthy(origin) {
+  try {
+    const r = await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(3000) });
+    return r.ok;
+  } catch {
+    return false;
+  }
+}
+
+// ------------------------------------------------------------------ page helpers
+const tid = (page, id) => page.getByTestId(id);
+const convItem = (page, id) => page.locator(`[data-testid="conversation-item"][data-conversation-id="${id}"]`);
+const view = (page) => tid(page, 'conversation-view');
+const bubbleWithText = (page, text) =>
+  view(page).locator('[data-testid="message-bubble"]', { has: page.locator('[data-testid="message-body"]', { hasText: text }) });
+
+async function signIn(page, origin, user) {
+  await page.goto(origin);
+  await tid(page, 'signin-user').fill(user);
+  await tid(page, 'signin-submit').click();
+  await tid(page, 'me').filter({ hasText: user }).waitFor({ timeout: T });
+}
+
+async function send(page, text) {
+  const composer = tid(page, 'composer');
+  await composer.click();
+  await composer.fill(text);
+  await composer.press('Enter');
+  await bubbleWithText(page, text).first().waitFor({ timeout: T });
+}
+
+async function waitStatus(page, text, statuses) {
+  const sel = statuses.map((s) => `[data-status="${s}"]`).join(', ');
+  await bubbleWithText(page, text).and(page.locator(sel)).first().waitFor({ timeout: T });
+}
+
+async function bodies(page) {
+  return view(page).locator('[data-testid="message-body"]').allTextContents();
+}
+
+async function newPage(context, errors, label) {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => errors.push(`${label}: ${e.message}`));
+  return page;
+}
+
+// ------------------------------------------------------------------ the run
+async function main() {
+  for (const origin of [EDGE_A, EDGE_B]) {
+    if (!(await healthy(origin))) {
+      console.log(`not ok - edge ${origin} answers /healthz`);
+      console.log('0 passed, 1 failed');
+      return 1;
+    }
+  }
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const errors = [];
+  try {
+    const ctxA = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+    const ctxB = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+    const a = await newPage(ctxA, errors, 'alice');
+    let b = await newPage(ctxB, errors, 'bob');
+
+    await step('sign-in screen renders', async () => {
+      await a.goto(EDGE_A);
+      await tid(a, 'signin-user').waitFor({ timeout: T });
+      assert(await a.getByLabel('User name').isVisible(), 'user name input has a label');
+      await shot(a, '01-signin');
+    });
+
+    await step(`alice signs in on edge A (${EDGE_A})`, () => signIn(a, EDGE_A, ALICE));
+    await step(`bob signs in on edge B (${EDGE_B})`, () => signIn(b, EDGE_B, BOB));
+
+    await step('alice starts a direct chat with bob', async () => {
+      await tid(a, 'new-chat-toggle').click();
+      await tid(a, 'new-direct-input').fill(BOB);
+      await tid(a, 'new-direct-submit').click();
+      await view(a).and(a.locator(`[data-conversation-id="${DM}"]`)).waitFor({ timeout: T });
+      await tid(a, 'conversation-header-title').filter({ hasText: BOB }).waitFor({ timeout: T });
+    });
+
+    await step('presence dot shows bob online', async () => {
+      await view(a).locator(`[data-testid="presence-dot"][data-user="${BOB}"][data-status="online"]`).waitFor({ timeout: T });
+      await convItem(a, DM).locator('[data-testid="presence-dot"][data-status="online"]').waitFor({ timeout: T });
+    });
+
+    await step('the new chat appears in bob\'s list', async () => {
+      await convItem(b, DM).waitFor({ timeout: T });
+    });
+
+    await step('alice sends a message: pending → sent, then delivered to bob (not yet read)', async () => {
+      await send(a, 'Hello bob');
+      await waitStatus(a, 'Hello bob', ['sent', 'delivered', 'read']);
+      await waitStatus(a, 'Hello bob', ['delivered']);
+      const seq = await bubbleWithText(a, 'Hello bob').getAttribute('data-seq');
+      assert(seq === '1', `first message has seq 1 (got ${seq})`);
+    });
+
+    await step('bob sees it live in his list with an unread badge', async () => {
+      await convItem(b, DM).locator('[data-testid="conversation-preview"]', { hasText: 'Hello bob' }).waitFor({ timeout: T });
+      await convItem(b, DM).locator('[data-testid="unread-badge"]', { hasText: '1' }).waitFor({ timeout: T });
+      await shot(b, '02-conversation-list');
+    });
+
+    await step('bob opens the chat; alice\'s ticks turn to read', async () => {
+      await convItem(b, DM).click();
+      await bubbleWithText(b, 'Hello bob').waitFor({ timeout: T });
+      await waitStatus(a, 'Hello bob', ['read']);
+      await convItem(b, DM).locator('[data-testid="unread-badge"]').waitFor({ state: 'detached', timeout: T });
+    });
+
+    await step('a message reaches bob\'s open conversation live', async () => {
+      await send(a, 'Are you there?');
+      await bubbleWithText(b, 'Are you there?').waitFor({ timeout: T });
+      await waitStatus(a, 'Are you there?', ['read']);
+      await shot(a, '03-conversation');
+    });
+
+    await step('bob types and alice sees "typing…"', async () => {
+      const composer = tid(b, 'composer');
+      await composer.click();
+      await composer.pressSequentially('I am typ', { delay: 30 });
+      await tid(a, 'typing-indicator').filter({ hasText: `${BOB} is typing` }).waitFor({ timeout: T });
+      await shot(a, '04-typing');
+    });
+
+    await step('typing stops when bob clears the composer', async () => {
+      await tid(b, 'composer').fill('');
+      await tid(a, 'typing-indicator').filter({ hasText: 'typing' }).waitFor({ state: 'detached', timeout: T });
+    });
+
+    await step('bob replies (Enter sends) and alice sees it', async () => {
+      await tid(b, 'composer').pressSequentially('Hi alice', { delay: 10 });
+      await tid(b, 'composer').press('Enter');
+      await bubbleWithText(a, 'Hi alice').waitFor({ timeout: T });
+      const sender = await bubbleWithText(a, 'Hi alice').getAttribute('data-sender');
+      assert(sender === BOB, `sender is bob (got ${sender})`);
+      await waitStatus(b, 'Hi alice', ['read']);
+    });
+
+    await step('alice sees the "Disconnected — reconnecting…" banner while offline, and recovers', async () => {
+      await ctxA.setOffline(true);
+      await tid(a, 'banner-disconnected').waitFor({ timeout: T });
+      await shot(a, '05-disconnected');
+      await ctxA.setOffline(false);
+      await tid(a, 'banner-disconnected').waitFor({ state: 'detached', timeout: T + 12_000 });
+    });
+
+    await step('bob goes offline (page closed); alice sees his presence change', async () => {
+      await b.close();
+      await view(a).locator(`[data-testid="presence-dot"][data-user="${BOB}"][data-status="offline"]`).waitFor({ timeout: T + 30_000 });
+    });
+
+    const offline = [1, 2, 3].map((i) => `While you were away #${i}`);
+    await step('alice sends 3 messages while bob is offline; all are acknowledged', async () => {
+      for (const text of offline) await send(a, text);
+      for (const text of offline) await waitStatus(a, text, ['sent', 'delivered', 'read']);
+    });
+
+    await step('bob comes back (new page, same token) and sees all 3 exactly once, in order', async () => {
+      b = await newPage(ctxB, errors, 'bob');
+      await b.goto(EDGE_B);
+      await tid(b, 'me').filter({ hasText: BOB }).waitFor({ timeout: T });
+      await convItem(b, DM).locator('[data-testid="conversation-preview"]', { hasText: offline[2] }).waitFor({ timeout: T });
+      await convItem(b, DM).click();
+      for (const text of offline) await bubbleWithText(b, text).waitFor({ timeout: T });
+      await bubbleWithText(b, 'Hello bob').waitFor({ timeout: T }); // older history paged in too
+      const texts = await bodies(b);
+      const idx = offline.map((t) => texts.indexOf(t));
+      for (const [i, t] of offline.entries()) {
+        assert(texts.filter((x) => x === t).length === 1, `"${t}" appears exactly once (${JSON.stringify(texts)})`);
+        assert(idx[i] >= 0 && (i === 0 || idx[i] > idx[i - 1]), `in order: ${JSON.stringify(texts)}`);
+      }
+      const seqs = (await view(b).locator('[data-testid="message-bubble"]').evaluateAll((els) => els.map((e) => e.getAttribute('data-seq'))))
+        .filter(Boolean)
+        .map(Number);
+      assert(new Set(seqs).size === seqs.length, `no duplicate seqs: ${seqs}`);
+      assert(seqs.every((s, i) => i === 0 || s === seqs[i - 1] + 1), `contiguous ascending seqs: ${seqs}`);
+      assert(seqs.length === 6 && seqs[0] === 1, `seqs 1..6: ${seqs}`);
+    });
+
+    await step('alice sees bob online again and her offline messages read', async () => {
+      await view(a).locator(`[data-testid="presence-dot"][data-user="${BOB}"][data-status="online"]`).waitFor({ timeout: T });
+      await waitStatus(a, offline[2], ['read']);
+    });
+
+    let groupId = null;
+    await step('alice creates a group chat with a title; bob gets it', async () => {
+      await tid(a, 'new-chat-toggle').click();
+      await tid(a, 'new-group-title').fill(GROUP_TITLE);
+      await tid(a, 'new-group-members').fill(BOB);
+      await tid(a, 'new-group-submit').click();
+      await tid(a, 'conversation-header-title').filter({ hasText: GROUP_TITLE }).waitFor({ timeout: T });
+      groupId = await view(a).getAttribute('data-conversation-id');
+      assert(/^grp:[0-9a-f]{32}$/.test(groupId ?? ''), `group id looks like grp:<hex> (${groupId})`);
+      await convItem(b, groupId).locator('[data-testid="conversation-title"]', { hasText: GROUP_TITLE }).waitFor({ timeout: T });
+    });
+
+    await step('a group message reaches both members', async () => {
+      await send(a, 'Welcome to the group');
+      await convItem(b, groupId).click();
+      await bubbleWithText(b, 'Welcome to the group').waitFor({ timeout: T });
+      await send(b, 'Thanks!');
+      await bubbleWithText(a, 'Thanks!').waitFor({ timeout: T });
+      await waitStatus(a, 'Welcome to the group', ['read']);
+      await tid(a, 'members-toggle').click();
+      await tid(a, 'members-panel').locator(`[data-testid="member-item"][data-user="${BOB}"]`).waitFor({ timeout: T });
+      await shot(a, '06-group');
+    });
+
+    await step('narrow (375 px) layout shows list and conversation as separate panes', async () => {
+      await b.setViewportSize({ width: 375, height: 740 });
+      await tid(b, 'back-button').click();
+      await tid(b, 'conversation-list').waitFor({ timeout: T });
+      assert(!(await view(b).isVisible()), 'conversation pane hidden on the list screen');
+      await shot(b, '07-mobile-list');
+      await convItem(b, DM).click();
+      await bubbleWithText(b, offline[0]).waitFor({ timeout: T });
+      assert(!(await tid(b, 'conversation-list').isVisible()), 'list hidden on the conversation screen');
+      await shot(b, '08-mobile-conversation');
+    }, { critical: false });
+
+    await ctxA.close();
+    await ctxB.close();
+  } finally {
+    await browser.close();
+  }
+  if (errors.length) {
+    console.log('# page errors:');
+    for (const e of errors) console.log(`#   ${e}`);
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  return failed === 0 && passed > 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.log(`not ok - e2e harness: ${e?.stack ?? e}`);
+    console.log(`${passed} passed, ${failed + 1} failed`);
+    process.exit(1);
+  },
+);

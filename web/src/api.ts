@@ -1,0 +1,88 @@
+/** REST calls (same origin as the page). Every function takes the token explicitly. */
+import type {
+  Conversation,
+  ConversationsResponse,
+  DevTokenResponse,
+  Message,
+  MessagesResponse,
+  ReceiptsResponse,
+} from './protocol';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Api {
+  conversations(): Promise<Conversation[]>;
+  messages(conversationId: string, q: { before?: number; after?: number; limit?: number }): Promise<Message[]>;
+  receipts(conversationId: string): Promise<ReceiptsResponse['receipts']>;
+}
+
+async function request<T>(base: string, path: string, init: RequestInit): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(base + path, init);
+  } catch (e) {
+    throw new ApiError(0, 'network', e instanceof Error ? e.message : 'network error');
+  }
+  let body: unknown = null;
+  const text = await res.text();
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = null;
+    }
+  }
+  if (!res.ok) {
+    const code = (body as { error?: unknown } | null)?.error;
+    throw new ApiError(res.status, typeof code === 'string' ? code : `http_${res.status}`, `HTTP ${res.status}`);
+  }
+  return body as T;
+}
+
+export function createApi(token: string, base = ''): Api {
+  const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
+  return {
+    async conversations() {
+      const r = await request<ConversationsResponse>(base, '/v1/conversations', { headers });
+      return Array.isArray(r?.conversations) ? r.conversations : [];
+    },
+    async messages(conversationId, q) {
+      const p = new URLSearchParams();
+      if (q.before !== undefined) p.set('before', String(q.before));
+      if (q.after !== undefined) p.set('after', String(q.after));
+      if (q.limit !== undefined) p.set('limit', String(q.limit));
+      const qs = p.toString();
+      const r = await request<MessagesResponse>(
+        base,
+        `/v1/conversations/${encodeURIComponent(conversationId)}/messages${qs ? `?${qs}` : ''}`,
+        { headers },
+      );
+      return Array.isArray(r?.messages) ? r.messages : [];
+    },
+    async receipts(conversationId) {
+      const r = await request<ReceiptsResponse>(
+        base,
+        `/v1/conversations/${encodeURIComponent(conversationId)}/receipts`,
+        { headers },
+      );
+      return r?.receipts && typeof r.receipts === 'object' ? r.receipts : {};
+    },
+  };
+}
+
+/** Dev-mode sign-in: `POST /v1/dev/token`. */
+export async function devToken(user: string, base = ''): Promise<DevTokenResponse> {
+  return request<DevTokenResponse>(base, '/v1/dev/token', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+    body: JSON.stringify({ user }),
+  });
+}

@@ -1,0 +1,244 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { Api } from '../src/api';
+import { ApiError } from '../src/api';
+import { backoffDelay, BACKOFF_CAP_MS, Connection, wsUrl } from '../src/connection';
+import { createStore, type Conversation, type Store } from '../src/protocol';
+
+class FakeWS {
+  static instances: FakeWS[] = [];
+  sent: Record<string, unknown>[] = [];
+  onopen: (() => void) | null = null;
+  onmessage: ((ev: { data: string }) => void) | null = null;
+  onclose: ((ev: { code: number }) => void) | null = null;
+  onerror: (() => void) | null = null;
+  closed = false;
+  constructor(readonly url: string) {
+    FakeWS.instances.push(this);
+  }
+  send(data: string) {
+    this.sent.push(JSON.parse(data));
+  }
+  close() {
+    this.closed = true;
+  }
+  open() {
+    this.onopen?.();
+  }
+  recv(frame: object) {
+    this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  drop(code = 1006) {
+    this.onclose?.({ code });
+  }
+  ofType(t: string) {
+    return this.sent.filter((f) => f.type === t);
+  }
+}
+
+const DM = 'dm:alice:bob';
+const CONV: Conversation = { id: DM, kind: 'direct', title: null, members: ['alice', 'bob'], admins: [], last_seq: 2, read_seq: 2 };
+
+function fakeApi(over: Partial<Api> = {}): Api {
+  return {
+    conversations: vi.fn(async () => [CONV]),
+    messages: vi.fn(async () => []),
+    receipts: vi.fn(async () => ({})),
+    ...over,
+  };
+}
+
+let store: Store;
+let conn: Connection;
+const latest = () => FakeWS.instances[FakeWS.instances.length - 1];
+
+async function started(api = fakeApi(), onAuthFailure?: (r: string) => void) {
+  store = createStore('alice');
+  conn = new Connection({ token: 'tok', store, api, origins: ['http://127.0.0.1:8080', 'http://127.0.0.1:8081'], onAuthFailure });
+  conn.start();
+  await vi.advanceTimersByTimeAsync(0);
+  return api;
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  FakeWS.instances = [];
+  vi.stubGlobal('WebSocket', FakeWS);
+});
+afterEach(() => {
+  conn?.stop();
+  vi.unstubAllGlobals();
+  vi.useRealTimers();
+});
+
+describe('connection', () => {
+  it('builds the ws URL from an http origin', () => {
+    expect(wsUrl('http://127.0.0.1:8080', 'a.b c')).toBe('ws://127.0.0.1:8080/v1/ws?access_token=a.b+c');
+    expect(wsUrl('https://chat.example', 't')).toBe('wss://chat.example/v1/ws?access_token=t');
+  });
+
+  it('backoff grows exponentially with jitter and is capped', () => {
+    expect(backoffDelay(0, () => 0)).toBe(250);
+    expect(backoffDelay(0, () => 1)).toBe(500);
+    expect(backoffDelay(3, () => 1)).toBe(4000);
+    expect(backoffDelay(30, () => 1)).toBe(BACKOFF_CAP_MS);
+    expect(backoffDelay(30, () => 0)).toBe(BACKOFF_CAP_MS / 2);
+  });
+
+  it('on open: sync with cursors, presence.subscribe for known users', async () => {
+    await started();
+    const ws = latest();
+    expect(ws.url).toBe('ws://127.0.0.1:8080/v1/ws?access_token=tok');
+    ws.open();
+    expect(conn.status).toBe('open');
+    const [sync] = ws.ofType('sync');
+    expect(sync.cursors).toEqual({ [DM]: 1 }); // read up to 2: fetch the last one again for the preview
+    expect(ws.ofType('presence.subscribe')[0].users).toEqual(['bob']);
+    ws.recv({ type: 'ok', id: ws.ofType('presence.subscribe')[0].id, presence: [{ user: 'bob', status: 'online', last_seen: 5 }] });
+    expect(store.getState().presence.bob.status).toBe('online');
+  });
+
+  it('re-sends unacked messages with the same client_msg_id after a reconnect, on the other edge', async () => {
+    await started();
+    let ws = latest();
+    ws.open();
+    ws.recv({ type: 'sync.done', id: ws.ofType('sync')[0].id, conversations: { [DM]: 2 }, truncated: false });
+    const cmid = conn.sendMessage(DM, 'hello');
+    expect(ws.ofType('message.send')).toEqual([expect.objectContaining({ client_msg_id: cmid, body: 'hello', conversation_id: DM })]);
+    ws.drop(1001);
+    expect(conn.status).toBe('reconnecting');
+    await vi.advanceTimersByTimeAsync(BACKOFF_CAP_MS);
+    ws = latest();
+    expect(ws.url.startsWith('ws://127.0.0.1:8081/')).toBe(true);
+    ws.open();
+    const resent = ws.ofType('message.send');
+    expect(resent).toHaveLength(1);
+    expect(resent[0].client_msg_id).toBe(cmid);
+    ws.recv({ type: 'message.ack', id: resent[0].id, conversation_id: DM, client_msg_id: cmid, seq: 3, ts: 42 });
+    expect(store.getState().pending).toEqual({});
+    expect(store.getState().messages[DM].map((m) => m.seq)).toEqual([3]);
+  });
+
+  it('sends message.delivered (throttled, cumulative) and receipt.read for the open conversation', async () => {
+    await started();
+    const ws = latest();
+    ws.open();
+    for (const seq of [2, 3, 4]) {
+      ws.recv({ type: 'message', conversation_id: DM, seq, sender: 'bob', body: `m${seq}`, ts: seq, client_msg_id: `k${seq}` });
+    }
+    ws.recv({ type: 'sync.done', id: ws.ofType('sync')[0].id, conversations: { [DM]: 4 }, truncated: false });
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(ws.ofType('message.delivered')).toEqual([{ type: 'message.delivered', conversation_id: DM, seq: 4 }]);
+    expect(ws.ofType('receipt.read')).toEqual([]);
+    conn.setView(DM, true);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(ws.ofType('receipt.read')).toEqual([{ type: 'receipt.read', conversation_id: DM, seq: 4 }]);
+  });
+
+  it('typing start at most every 3 s, stop on send', async () => {
+    await started();
+    const ws = latest();
+    ws.open();
+    conn.typing(DM, 'h');
+    conn.typing(DM, 'he');
+    await vi.advanceTimersByTimeAsync(1000);
+    conn.typing(DM, 'hel');
+    expect(ws.ofType('typing')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(2000);
+    conn.typing(DM, 'hell');
+    expect(ws.ofType('typing').map((f) => f.state)).toEqual(['start', 'start']);
+    conn.sendMessage(DM, 'hello');
+    expect(ws.ofType('typing').map((f) => f.state)).toEqual(['start', 'start', 'stop']);
+    conn.typing(DM, '');
+    expect(ws.ofType('typing')).toHaveLength(3);
+  });
+
+  it('pings every 20 s and reconnects when no pong comes', async () => {
+    await started();
+    const ws = latest();
+    ws.open();
+    await vi.advanceTimersByTimeAsync(20_000);
+    const [ping] = ws.ofType('ping');
+    expect(ping).toBeDefined();
+    ws.recv({ type: 'pong', id: ping.id });
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(ws.ofType('ping')).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(ws.closed).toBe(true);
+    expect(conn.status).toBe('reconnecting');
+  });
+
+  it('marks a send failed on a non-retryable error, retries on rate_limited', async () => {
+    await started();
+    const ws = latest();
+    ws.open();
+    const a = conn.sendMessage(DM, 'a');
+    const fa = ws.ofType('message.send')[0];
+    ws.recv({ type: 'error', id: fa.id, code: 'rate_limited', message: 'slow down', retry_after_ms: 500 });
+    expect(store.getState().pending[a].status).toBe('pending');
+    await vi.advanceTimersByTimeAsync(500);
+    const again = ws.ofType('message.send');
+    expect(again).toHaveLength(2);
+    expect(again[1].client_msg_id).toBe(a);
+    ws.recv({ type: 'error', id: again[1].id, code: 'not_member', message: 'no' });
+    expect(store.getState().pending[a].status).toBe('failed');
+    conn.retry(a);
+    expect(ws.ofType('message.send')).toHaveLength(3);
+    expect(store.getState().pending[a].status).toBe('pending');
+  });
+
+  it('close 4003 (token expired) stops and reports', async () => {
+    const onAuth = vi.fn();
+    await started(fakeApi(), onAuth);
+    latest().open();
+    latest().drop(4003);
+    expect(onAuth).toHaveBeenCalledWith('expired');
+    expect(conn.status).toBe('unauthorized');
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(FakeWS.instances).toHaveLength(1);
+  });
+
+  it('a refused upgrade with a rejected token reports unauthorized', async () => {
+    const onAuth = vi.fn();
+    const conversations = vi.fn().mockResolvedValueOnce([CONV]).mockRejectedValue(new ApiError(401, 'unauthorized', 'x'));
+    await started(fakeApi({ conversations }), onAuth);
+    latest().drop(1006);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(onAuth).toHaveBeenCalledWith('unauthorized');
+  });
+
+  it('fills a gap after sync.done via REST after=cursor', async () => {
+    const messages = vi.fn(async (_id: string, q: { after?: number }) =>
+      q.after === 1 ? [2, 3, 4, 5].map((seq) => ({ conversation_id: DM, seq, sender: 'bob', body: 'x', ts: 1, client_msg_id: null })) : [],
+    );
+    await started(fakeApi({ messages }));
+    const ws = latest();
+    ws.open();
+    ws.recv({ type: 'sync.done', id: ws.ofType('sync')[0].id, conversations: { [DM]: 5 }, truncated: true });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(messages).toHaveBeenCalledWith(DM, { after: 1, limit: 200 });
+    expect(store.getState().cursors[DM]).toBe(5);
+  });
+
+  it('connects even when the conversation list is unavailable, and fetches it later', async () => {
+    const conversations = vi.fn().mockRejectedValueOnce(new ApiError(503, 'unavailable', 'x')).mockResolvedValue([CONV]);
+    await started(fakeApi({ conversations }));
+    const ws = latest();
+    ws.open();
+    expect(ws.ofType('sync')[0]).not.toHaveProperty('cursors');
+    ws.recv({ type: 'sync.done', id: ws.ofType('sync')[0].id, conversations: { [DM]: 2 }, truncated: false });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(conversations).toHaveBeenCalledTimes(2);
+    expect(store.getState().conversations[DM]).toBeDefined();
+  });
+
+  it('drops a conversation missing from sync.done only when REST says 404', async () => {
+    const receipts = vi.fn().mockRejectedValue(new ApiError(404, 'not_found', 'x'));
+    await started(fakeApi({ receipts }));
+    const ws = latest();
+    ws.open();
+    ws.recv({ type: 'sync.done', id: ws.ofType('sync')[0].id, conversations: {}, truncated: false });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(receipts).toHaveBeenCalledWith(DM);
+    expect(store.getState().conversations[DM]).toBeUndefined();
+  });
+});
