@@ -19,13 +19,21 @@ async def test_web_client_end_to_end_in_chromium(app: App) -> None:
     assert (REPO / "web" / "dist" / "index.html").exists(), "build the web client: make web"
     assert (REPO / "web" / "node_modules" / "playwright-core").exists(), "run: cd web && npm ci"
     chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is missing: make test installs it (apt-get install chromium)"
+    assert chromium, (
+        "Debian's chromium is missing: make test installs it (apt-get install chromium)"
+    )
     proc = await asyncio.create_subprocess_exec(
-        "node", str(E2E),
+        "node",
+        str(E2E),
         cwd=REPO,
-        env={**os.environ, "E2E_EDGE_A": app.edges[0], "E2E_EDGE_B": app.edges[1],
-             "CHROMIUM_PATH": chromium},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={
+            **os.environ,
+            "E2E_EDGE_A": app.edges[0],
+            "E2E_EDGE_B": app.edges[1],
+            "CHROMIUM_PATH": chromium,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)
     text = out.decode(errors="replace")
