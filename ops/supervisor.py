@@ -38,6 +38,7 @@ class Supervisor:
     log_dir: Path
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     running: dict[str, Running] = field(default_factory=dict)
+    specs: dict[str, ProcessSpec] = field(default_factory=dict)
 
     def start(self, spec: ProcessSpec) -> Running:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -54,6 +55,7 @@ class Supervisor:
             )
         running = Running(spec, proc, log_path)
         self.running[spec.name] = running
+        self.specs[spec.name] = spec
         return running
 
     def wait_ready(self, names: list[str] | None = None, timeout: float = 120.0) -> None:
@@ -80,6 +82,14 @@ class Supervisor:
         if r.proc.poll() is None:
             os.killpg(r.proc.pid, sig)
             r.proc.wait()
+
+    def restart(self, name: str, timeout: float = 120.0) -> None:
+        """Start a process again with the spec it had (after a kill or a stop)."""
+        spec = self.specs[name]
+        if name in self.running:
+            self.stop(name)
+        self.start(spec)
+        self.wait_ready([name], timeout)
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
         r = self.running.pop(name)
