@@ -98,6 +98,7 @@ class Edge:
                 session = self.registry.get(sid)
                 if session is not None:
                     session.send_encoded(text, frame_type)
+                    observe_latency(session, frame)
             return
         sync = record.get("sync")
         if sync is not None:
@@ -317,6 +318,16 @@ class Edge:
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def observe_latency(session: Session, frame: dict[str, Any]) -> None:
+    frame_type = frame.get("type")
+    if frame_type == "message":
+        metrics.delivery_seconds.observe(max(0.0, time.time() - frame["ts"] / 1000))
+    elif frame_type == "message.ack":
+        started = session.pending_sends.pop(frame["client_msg_id"], None)
+        if started is not None:
+            metrics.ack_seconds.observe(time.monotonic() - started)
 
 
 def client_address(request: web.Request, trusted_proxies: tuple[str, ...]) -> str:

@@ -7,6 +7,7 @@ The edge decides nothing about conversations: membership and seq numbers are the
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,8 @@ async def on_members(ctx: CommandContext, session: Session, frame: ClientFrame) 
 async def on_send(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     await enforce(ctx, ctx.message_limit, session.user, frame)
     f = frame.fields
+    if len(session.pending_sends) < 10_000:
+        session.pending_sends.setdefault(f["client_msg_id"], time.monotonic())
     await command(
         ctx, session, frame, f["conversation_id"], client_msg_id=f["client_msg_id"], body=f["body"]
     )

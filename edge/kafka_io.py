@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from chat import records
 from chat.settings import Settings
+from edge import metrics
 
 log = logging.getLogger("chat.edge.kafka")
 PRODUCE_TIMEOUT_S = 5.0
@@ -29,17 +31,36 @@ class KafkaIO:
         self.commands_topic = settings.topic("commands")
         self.users_topic = settings.topic("users")
         self.deliver_topic = settings.topic("deliver")
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        self.producer = self._new_producer()
+        self._producer_lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self._consume_task: asyncio.Task[None] | None = None
+        self.last_consume_ok = False
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        # Not the idempotent producer: after a broker restart aiokafka's idempotent producer
+        # can wedge for good on OutOfOrderSequenceNumber. Duplicates from retries are harmless
+        # here: the router dedupes sends by client_msg_id and every other command is idempotent.
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
             acks="all",
-            enable_idempotence=True,
             linger_ms=0,
             request_timeout_ms=int(PRODUCE_TIMEOUT_S * 1000),
             client_id="chat-edge",
         )
-        self.consumer: AIOKafkaConsumer | None = None
-        self._consume_task: asyncio.Task[None] | None = None
-        self.last_consume_ok = False
+
+    async def _replace_producer(self, broken: AIOKafkaProducer) -> None:
+        """A producer that failed with a non-retriable error is replaced by a fresh one."""
+        async with self._producer_lock:
+            if self.producer is not broken:
+                return  # another request already replaced it
+            log.warning("replacing the Kafka producer after a fatal error")
+            self.producer = self._new_producer()
+            await asyncio.gather(broken.stop(), return_exceptions=True)
+            try:
+                await self.producer.start()
+            except KafkaError as exc:
+                log.warning("new producer cannot connect yet: %s", exc)
 
     async def start(self, slot: int) -> None:
         await self.producer.start()
@@ -86,13 +107,20 @@ class KafkaIO:
                         log.exception("bad delivery record", extra={"offset": record.offset})
 
     async def _send(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        started = time.monotonic()
+        producer = self.producer
         try:
             await asyncio.wait_for(
-                self.producer.send_and_wait(topic, records.dumps(value), key=key.encode()),
+                producer.send_and_wait(topic, records.dumps(value), key=key.encode()),
                 PRODUCE_TIMEOUT_S,
             )
-        except (KafkaError, TimeoutError) as exc:
+        except TimeoutError:
+            raise KafkaUnavailable("Kafka did not acknowledge in time") from None
+        except Exception as exc:  # KafkaError, or a producer that never (re)started
+            if not getattr(exc, "retriable", False):
+                await self._replace_producer(producer)
             raise KafkaUnavailable(str(exc) or type(exc).__name__) from None
+        metrics.produce_seconds.observe(time.monotonic() - started)
 
     async def send_command(self, conversation_id: str, command: dict[str, Any]) -> None:
         await self._send(self.commands_topic, conversation_id, command)

@@ -12,6 +12,17 @@ upgrades_refused = Counter(
     "chat_edge_upgrades_refused_total", "WebSocket upgrades refused", ["reason"]
 )
 rate_limited = Counter("chat_edge_rate_limited_total", "Frames refused by a rate limit", ["scope"])
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+ack_seconds = Histogram(
+    "chat_edge_ack_latency_seconds",
+    "message.send received by the edge until its message.ack is written to the session",
+    buckets=LATENCY_BUCKETS,
+)
+delivery_seconds = Histogram(
+    "chat_edge_delivery_latency_seconds",
+    "A message's sequencing time (its ts) until the edge hands it to a recipient session",
+    buckets=LATENCY_BUCKETS,
+)
 produce_seconds = Histogram(
     "chat_edge_kafka_produce_seconds",
     "Time to write one record to Kafka (acks=all)",

@@ -31,6 +31,8 @@ class Session:
         self.watching: set[str] = set()  # users whose presence this session subscribed to
         self.invalid_frames = 0
         self.closing = False
+        # client_msg_id -> monotonic time the send arrived, for the ack latency histogram.
+        self.pending_sends: dict[str, float] = {}
         self._closer: asyncio.Future[None] | None = None
         self._queue: asyncio.Queue[QueueItem] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{session_id}")

@@ -3,6 +3,7 @@
 chatctl token alice            mint a development token (HS256, CHAT_JWT_SECRET)
 chatctl topics                 topics, partitions, end offsets and consumer lag
 chatctl topology               the stream topology: topics, agents, tables
+chatctl replay store --db NAME rebuild the MongoDB read side from the topics into NAME
 chatctl env                    every CHAT_* variable with its default and current value
 """
 
@@ -12,6 +13,8 @@ import argparse
 import asyncio
 import os
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -118,6 +121,37 @@ def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def progress_bar(label: str) -> Callable[[int, int], None]:
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        rate = done / max(time.monotonic() - started, 1e-6)
+        print(
+            f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({rate:,.0f}/s)",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def cmd_replay_store(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.replay import replay_store
+
+    target = args.db or settings.mongo_db
+    if target == settings.mongo_db and not args.yes:
+        print(f"refusing to rebuild the live database {target!r} without --yes", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    count = asyncio.run(replay_store(settings, target, args.drop, progress_bar("replay store")))
+    seconds = time.monotonic() - started
+    print(f"\nreplayed {count} records into {target!r} in {seconds:.1f}s", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("topology", help="print the stream topology").set_defaults(func=cmd_topology)
     sub.add_parser("env", help="list every CHAT_* variable").set_defaults(func=cmd_env)
+    replay = sub.add_parser("replay", help="rebuild derived state from the topics")
+    replay_sub = replay.add_subparsers(dest="what", required=True)
+    store = replay_sub.add_parser("store", help="rebuild MongoDB from the topics")
+    store.add_argument("--db", help="target database (default: CHAT_MONGO_DB, needs --yes)")
+    store.add_argument("--drop", action="store_true", help="drop the target database first")
+    store.add_argument("--yes", action="store_true", help="allow rebuilding the live database")
+    store.set_defaults(func=cmd_replay_store)
     return parser
 
 

@@ -70,7 +70,7 @@ def receipt_ops(receipt: dict[str, Any]) -> list[tuple[str, UpdateOne]]:
 
 
 class MongoSink:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, db_name: str | None = None) -> None:
         self.settings = settings
         self.handlers = {
             settings.topic("messages"): message_ops,
@@ -80,7 +80,7 @@ class MongoSink:
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             settings.mongo_url, serverSelectionTimeoutMS=3000, socketTimeoutMS=30_000
         )
-        self.db = self.mongo[settings.mongo_db]
+        self.db = self.mongo[db_name or settings.mongo_db]
         self.consumer = AIOKafkaConsumer(
             *self.handlers,
             bootstrap_servers=settings.kafka_bootstrap,

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat.logs import setup_logging
-from topologies import router, sessions  # noqa: F401  (registers the agents and timers)
+from topologies import metrics, router, sessions  # noqa: F401  (registers the agents and timers)
 from topologies.app import app, settings
 
 
@@ -31,6 +31,12 @@ async def readyz(web: Any, request: Any) -> Any:
 @app.page("/metrics")
 async def metrics_page(web: Any, request: Any) -> Any:
     return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+@app.timer(interval=10.0)
+async def count_table_rows() -> None:
+    for table in app.tables.values():
+        metrics.table_rows.labels(table.name).set(len(table))
 
 
 def main() -> None:

@@ -36,6 +36,9 @@ app = faust.App(
     producer_acks=-1,
     producer_linger=0.0,
     broker_commit_interval=1.0,
+    # A worker that dies (kill -9) loses its partitions after this long, not Faust's 60 s.
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=2.0,
     consumer_auto_offset_reset="earliest",
     web_host=settings.metrics_host,
     web_port=settings.worker_web_port,

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 events_processed = Counter(
     "chat_worker_events_total", "Input events processed by an agent", ["agent"]
+)
+batch_publish_seconds = Histogram(
+    "chat_worker_batch_publish_seconds",
+    "Time to make one batch durable (outputs, then table rows)",
+    ["agent"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+batch_events = Histogram(
+    "chat_worker_batch_events",
+    "Input events per processed batch",
+    ["agent"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+table_rows = Gauge(
+    "chat_worker_table_rows", "Rows held by this worker (active and standby)", ["table"]
+)
+publish_retries = Counter(
+    "chat_worker_publish_retries_total", "Batches re-published after an error"
 )
 duplicate_sends = Counter(
     "chat_router_duplicate_sends_total", "message.send retries answered with the original ack"

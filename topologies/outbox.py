@@ -24,6 +24,7 @@ from typing import Any
 import faust
 
 from chat import records
+from topologies import metrics
 
 log = logging.getLogger("chat.outbox")
 
@@ -78,6 +79,7 @@ class Outbox:
                 break
             except Exception as exc:
                 log.warning("publishing a batch failed, retrying: %r", exc)
+                metrics.publish_retries.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         self._rows.clear()

@@ -53,8 +53,10 @@ async def route_commands(stream: Any) -> None:
         for event in events:
             command = records.loads(event.value)
             handle_command(outbox, command, event_time_ms(event))
-        await outbox.publish()
+        with metrics.batch_publish_seconds.labels("router").time():
+            await outbox.publish()
         metrics.events_processed.labels("router").inc(len(events))
+        metrics.batch_events.labels("router").observe(len(events))
 
 
 def handle_command(outbox: Outbox, command: dict[str, Any], at: int) -> None:

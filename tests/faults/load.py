@@ -34,6 +34,7 @@ class Pair:
     recipient_edge: int = 1
     received: list[int] = field(default_factory=list)  # seqs, in arrival order, all sessions
     seen_frames: int = 0  # frames of the current recipient session already counted
+    duplicates: int = 0
 
 
 class BackgroundLoad:
@@ -134,13 +135,15 @@ class BackgroundLoad:
                 self._collect(pair)
                 return set(expected) <= set(pair.received)
 
-            await eventually(arrived, timeout=60)
+            await eventually(arrived, timeout=90)
             self._collect(pair)
-            got = pair.received
-            assert len(got) == len(set(got)), f"duplicates for {pair.recipient.user}: {got}"
-            assert got == sorted(got), f"out of order for {pair.recipient.user}: {got}"
-            assert got[: len(expected)] == expected == list(range(1, len(expected) + 1)), (
-                f"gap or loss for {pair.recipient.user}: acked {expected}, got {got}"
+            # At least once: a replay after a crash may deliver a seq again; clients drop
+            # duplicates by (conversation_id, seq). What must hold is the deduplicated stream.
+            deduped = list(dict.fromkeys(pair.received))
+            pair.duplicates = len(pair.received) - len(deduped)
+            assert deduped == sorted(deduped), f"out of order for {pair.recipient.user}: {deduped}"
+            assert deduped[: len(expected)] == expected == list(range(1, len(expected) + 1)), (
+                f"gap or loss for {pair.recipient.user}: acked {expected}, got {deduped}"
             )
 
             async def stored(pair: Pair = pair, n: int = len(expected)) -> list[Any] | None:
@@ -155,6 +158,7 @@ class BackgroundLoad:
             "acked": self.acked_count(),
             "unavailable_replies": sum(p.unavailable for p in self.pairs),
             "retries": sum(p.retries for p in self.pairs),
+            "redelivered_duplicates": sum(p.duplicates for p in self.pairs),
             "seconds": round(time.monotonic() - self.started_at, 1),
         }
 

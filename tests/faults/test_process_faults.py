@@ -12,6 +12,7 @@ import time
 
 from tests.conftest import STACK, App
 from tests.faults.load import background_load
+from tests.integration.helpers import synced
 
 REPORT = os.environ.get("CHAT_FAULT_REPORT", ".data/fault-report.jsonl")
 
@@ -35,49 +36,70 @@ async def test_kill_a_worker(app: App, clients, user_ids) -> None:
     """kill -9 one of two workers: partitions move, tables recover from the changelogs and the
     standby, no seq is handed out twice, nothing is lost."""
     sup = app.supervisor
-    async with background_load(app, user_ids.tag) as load:
-        clients += [c for p in load.pairs for c in (p.sender, p.recipient)]
-        await asyncio.sleep(3)
-        before = load.acked_count()
-        os.killpg(sup.running["worker-1"].proc.pid, signal.SIGKILL)
-        # Recovery: acks flow again.
-        recovered_s = await load.wait_for_acks(before + 20, timeout=120)
-        await asyncio.sleep(2)
-        await load.stop()
-        figures = await load.verify()
-    await in_thread(sup.restart, "worker-1")
+    try:
+        async with background_load(app, user_ids.tag) as load:
+            clients += [c for p in load.pairs for c in (p.sender, p.recipient)]
+            await asyncio.sleep(3)
+            before = load.acked_count()
+            os.killpg(sup.running["worker-1"].proc.pid, signal.SIGKILL)
+            # Recovery: acks flow again.
+            recovered_s = await load.wait_for_acks(before + 20, timeout=120)
+            await asyncio.sleep(2)
+            await load.stop()
+            figures = await load.verify()
+    finally:
+        await in_thread(sup.restart, "worker-1")
     report("kill -9 worker", {**figures, "lost": 0, "recovered_s": round(recovered_s, 1)})
 
 
 async def test_kill_an_edge(app: App, clients, user_ids) -> None:
-    """kill -9 the edge holding the recipients: they reconnect to the other node and sync; their
-    presence goes offline then online; nothing is missed."""
+    """kill -9 the edge holding the recipients: they reconnect to the other node and sync, and
+    miss nothing. A user who stays away goes offline when the dead node's sessions expire
+    (< 30 s), and online again when they come back."""
     sup = app.supervisor
-    async with background_load(app, user_ids.tag) as load:
-        clients += [c for p in load.pairs for c in (p.sender, p.recipient)]
-        watcher = await app.client(user_ids.watcher, edge=0)
-        clients.append(watcher)
-        watched = load.pairs[0].recipient.user
-        await watcher.request({"type": "presence.subscribe", "users": [watched]})
-        await asyncio.sleep(2)
-        os.killpg(sup.running["edge-1"].proc.pid, signal.SIGKILL)
-        t0 = time.monotonic()
-        await load.move_recipients(clients, to_edge=0)
-        moved_s = time.monotonic() - t0
-        await asyncio.sleep(2)
-        await load.stop()
-        figures = await load.verify()
-        # The dead node's session expires: offline, then online again through the new session
-        # (either order of the two events is possible: the new session may open first).
-        offline = await watcher.wait_for(
-            lambda f: f["type"] == "presence" and f["user"] == watched and f["status"] == "offline",
-            timeout=40,
-        )
-        assert offline["last_seen"] > 0
-        q = await watcher.request({"type": "presence.query", "users": [watched]})
-        assert q["presence"][0]["status"] == "online"
-    await in_thread(sup.restart, "edge-1")
-    report("kill -9 edge", {**figures, "lost": 0, "reconnect_and_sync_s": round(moved_s, 1)})
+    try:
+        async with background_load(app, user_ids.tag) as load:
+            clients += [c for p in load.pairs for c in (p.sender, p.recipient)]
+            watcher = await app.client(user_ids.watcher, edge=0)
+            away = await app.client(user_ids.away, edge=1)
+            clients += [watcher, away]
+            await synced(away)
+            await watcher.request({"type": "presence.subscribe", "users": [away.user]})
+            await asyncio.sleep(2)
+            os.killpg(sup.running["edge-1"].proc.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            await load.move_recipients(clients, to_edge=0)
+            moved_s = time.monotonic() - killed_at
+            offline = await watcher.wait_for(
+                lambda f: f["type"] == "presence" and f["status"] == "offline", timeout=40
+            )
+            expired_s = time.monotonic() - killed_at
+            assert offline["user"] == away.user and offline["last_seen"] > 0
+            assert expired_s < 30
+            back = await app.client(away.user, edge=0)
+            clients.append(back)
+            online = await watcher.wait_for(
+                lambda f: (
+                    f["type"] == "presence"
+                    and f["status"] == "online"
+                    and f["last_seen"] >= offline["last_seen"]
+                )
+            )
+            assert online["user"] == away.user
+            await asyncio.sleep(1)
+            await load.stop()
+            figures = await load.verify()
+    finally:
+        await in_thread(sup.restart, "edge-1")
+    report(
+        "kill -9 edge",
+        {
+            **figures,
+            "lost": 0,
+            "reconnect_and_sync_s": round(moved_s, 1),
+            "dead_sessions_expired_s": round(expired_s, 1),
+        },
+    )
 
 
 async def test_restart_kafka(app: App, clients, user_ids) -> None:
@@ -88,9 +110,11 @@ async def test_restart_kafka(app: App, clients, user_ids) -> None:
         await asyncio.sleep(2)
         await in_thread(stack, "stop", "kafka")
         t_down = time.monotonic()
-        await asyncio.sleep(8)
-        acked_while_down = load.acked_count()
-        await in_thread(stack, "start", "kafka")
+        try:
+            await asyncio.sleep(8)
+            acked_while_down = load.acked_count()
+        finally:
+            await in_thread(stack, "start", "kafka")
         down_s = time.monotonic() - t_down
         recovered_s = await load.wait_for_acks(acked_while_down + 20, timeout=120)
         await asyncio.sleep(2)
@@ -110,9 +134,11 @@ async def test_stop_the_store(app: App, clients, user_ids) -> None:
         clients += [c for p in load.pairs for c in (p.sender, p.recipient)]
         await asyncio.sleep(2)
         await in_thread(stack, "stop", "mongo")
-        await asyncio.sleep(6)
-        acked_during = load.acked_count()
-        await in_thread(stack, "start", "mongo")
+        try:
+            await asyncio.sleep(6)
+            acked_during = load.acked_count()
+        finally:
+            await in_thread(stack, "start", "mongo")
         await asyncio.sleep(2)
         await load.stop()
         figures = await load.verify()
@@ -127,8 +153,10 @@ async def test_kill_the_sink(app: App, clients, user_ids) -> None:
         clients += [c for p in load.pairs for c in (p.sender, p.recipient)]
         await asyncio.sleep(3)
         os.killpg(sup.running["sink"].proc.pid, signal.SIGKILL)
-        await asyncio.sleep(2)
-        await in_thread(sup.restart, "sink")
+        try:
+            await asyncio.sleep(2)
+        finally:
+            await in_thread(sup.restart, "sink")
         await asyncio.sleep(2)
         await load.stop()
         figures = await load.verify()

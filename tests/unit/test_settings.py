@@ -80,7 +80,7 @@ def test_resolved_jwt_algorithms_defaults() -> None:
         ("CHAT_EDGE_PORT", "1.5"),
         ("CHAT_MAX_GROUP_MEMBERS", "many"),
         ("CHAT_MESSAGES_PER_S", "fast"),
-        ("CHAT_PING_TIMEOUT_S", ""),
+        ("CHAT_PING_INTERVAL_S", ""),
         ("CHAT_EDGE_SLOT", "two"),
         ("CHAT_DELIVER_PARTITIONS", "0x10"),
     ],
