@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from chat.settings import Settings
+from chat.topics import topic_specs
 from sinks.mongo_sink import MongoSink
 
 Progress = Callable[[int, int], None]
@@ -33,11 +34,10 @@ async def replay_store(
         if drop:
             await sink.mongo.drop_database(db_name)
         await sink.ensure_indexes()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in sink.handlers
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        counts = {spec.name: spec.partitions for spec in topic_specs(settings)}
+        partitions = [TopicPartition(t, p) for t in sink.handlers for p in range(counts[t])]
+        if not partitions:
+            raise RuntimeError("the chat topics do not exist; nothing to replay")
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -21,7 +21,9 @@ from tables import (
     sessions,
     typing_state,
 )
+from topologies import faust_fixes
 
+faust_fixes.apply()
 settings: Settings = load_settings()
 
 app = faust.App(
