@@ -19,9 +19,9 @@ echo "== types"
 $PY -m mypy chat edge topologies tables sinks ops
 echo "== stack"
 $STACK start
-echo "== tests"
-$PY -m pytest tests -q -p no:cacheprovider "$@"
 if [ -f web/package.json ]; then
-  echo "== web unit tests"
+  echo "== web unit tests (vitest)"
   (cd web && npm test --silent)
 fi
+echo "== tests: unit, integration (real stack, both edges, headless Chromium), faults"
+$PY -m pytest tests -q -p no:cacheprovider "$@"

@@ -66,7 +66,22 @@ class Outbox:
         self._replies.append((slot, records.delivery([session], frame)))
 
     async def publish(self) -> None:
-        """Make the batch durable; retries until it is (see :meth:`_publish_once`).
+        """Make the batch durable, even if the agent is cancelled meanwhile.
+
+        A graceful stop or a rebalance cancels the agent, and Faust's ``take_events`` acks the
+        batch as the generator closes: its offsets could be committed while the rows are still
+        unwritten, and the next owner would hand out the same seq again. So the work runs
+        shielded, and a cancellation first waits for it to finish.
+        """
+        task = asyncio.ensure_future(self._publish_until_done())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    async def _publish_until_done(self) -> None:
+        """Retry until the batch is durable (see :meth:`_publish_once`).
 
         It must not give up: Faust acks a ``take_events`` batch when the generator is closed, so
         an exception escaping here would commit offsets whose outputs were never written. Every

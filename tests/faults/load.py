@@ -131,11 +131,19 @@ class BackgroundLoad:
         for pair in self.pairs:
             expected = sorted(pair.acked.values())
 
+            async def missing(pair: Pair = pair, expected: list[int] = expected) -> str:
+                self._collect(pair)
+                gone = sorted(set(expected) - set(pair.received))
+                return f"{pair.recipient.user} on edge {pair.recipient_edge} misses {gone}"
+
             async def arrived(pair: Pair = pair, expected: list[int] = expected) -> bool:
                 self._collect(pair)
                 return set(expected) <= set(pair.received)
 
-            await eventually(arrived, timeout=90)
+            try:
+                await eventually(arrived, timeout=90)
+            except AssertionError:
+                raise AssertionError(await missing()) from None
             self._collect(pair)
             # At least once: a replay after a crash may deliver a seq again; clients drop
             # duplicates by (conversation_id, seq). What must hold is the deduplicated stream.
