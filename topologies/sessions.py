@@ -53,10 +53,12 @@ async def route_users(stream: Any) -> None:
                 continue
             if change is not None:
                 presence_changes.append(change)
-        await outbox.publish()
+        with metrics.batch_publish_seconds.labels("sessions").time():
+            await outbox.publish()
         if presence_changes:
             write_presence_cache(presence_changes)
         metrics.events_processed.labels("sessions").inc(len(events))
+        metrics.batch_events.labels("sessions").observe(len(events))
 
 
 def handle_user_event(
