@@ -225,3 +225,36 @@ async def test_tls_wss(app: App, user_ids, tmp_path: Path) -> None:
                 pass
     finally:
         app.supervisor.stop(name)
+
+
+async def test_websocket_upgrades_are_limited_per_ip(app: App, user_ids) -> None:
+    name = await start_extra_edge(app, 25, 28096, 2, CHAT_UPGRADES_PER_MIN="3")
+    try:
+        url = "http://127.0.0.1:28096/v1/ws"
+        async with aiohttp.ClientSession() as http:
+            sockets = []
+            for _ in range(3):
+                sockets.append(
+                    await http.ws_connect(url, params={"access_token": app.token(user_ids.a)})
+                )
+            async with http.get(
+                url,
+                params={"access_token": app.token(user_ids.a)},
+                headers={
+                    "Upgrade": "websocket",
+                    "Connection": "Upgrade",
+                    "Sec-WebSocket-Version": "13",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                },
+            ) as resp:
+                assert resp.status == 429
+                body = await resp.json()
+                assert body["error"] == "rate_limited"
+                assert isinstance(body["retry_after_ms"], int) and body["retry_after_ms"] > 0
+            # The sessions already open are not affected.
+            await sockets[0].send_json({"type": "ping", "id": 1})
+            assert (await sockets[0].receive_json(timeout=10)) == {"type": "pong", "id": 1}
+            for ws in sockets:
+                await ws.close()
+    finally:
+        app.supervisor.stop(name)
