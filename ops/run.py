@@ -45,17 +45,21 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         for i in range(2):
-            sup.start(worker_spec(i, env, 6066 + i))
+            sup.start(worker_spec(i, env, settings.worker_web_port + i))
         sup.start(sink_spec(env, settings.sink_metrics_port))
-        for i, port in enumerate((8080, 8081)):
-            sup.start(edge_spec(i, env, port, i))
+        # Two edges on CHAT_EDGE_PORT and the next port (8080, 8081 by default).
+        for i in range(2):
+            sup.start(edge_spec(i, env, settings.edge_port + i, i))
         sup.wait_ready(timeout=180)
         print(
             f"\nchat is up in {time.monotonic() - t0:.1f}s:\n"
-            "  web client   http://127.0.0.1:8080/   http://127.0.0.1:8081/\n"
+            f"  web client   http://127.0.0.1:{settings.edge_port}/   "
+            f"http://127.0.0.1:{settings.edge_port + 1}/\n"
             "  token        TOKEN=$(.venv/bin/chatctl token alice)\n"
-            "  websocket    ws://127.0.0.1:8080/v1/ws?access_token=$TOKEN\n"
-            "  metrics      http://127.0.0.1:8080/metrics  workers :6066 :6067  sink :6070\n"
+            f"  websocket    ws://127.0.0.1:{settings.edge_port}/v1/ws?access_token=$TOKEN\n"
+            f"  metrics      http://127.0.0.1:{settings.edge_port}/metrics  workers "
+            f":{settings.worker_web_port} :{settings.worker_web_port + 1}  "
+            f"sink :{settings.sink_metrics_port}\n"
             f"  logs         {sup.log_dir}\n"
             "Ctrl-C stops everything.",
             flush=True,
