@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
@@ -224,6 +225,33 @@ class Systems:
         if self.started_stack:
             self.started_stack = False
             subprocess.run([STACK, "stop"], capture_output=True)
+
+    async def backlog(self) -> int | None:
+        """Records the workers and the sink have not committed yet (None if unknown)."""
+        settings = load_settings({**os.environ, **self.env})
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            await admin.start()
+            await consumer.start()
+            total = 0
+            for group in (settings.worker_app_id, settings.sink_group):
+                committed = await admin.list_consumer_group_offsets(group)
+                mine = {
+                    tp: meta.offset
+                    for tp, meta in committed.items()
+                    if tp.topic.startswith(f"{settings.topic_prefix}.") and meta.offset >= 0
+                }
+                if not mine:
+                    continue
+                ends = await consumer.end_offsets(list(mine))
+                total += sum(max(0, ends[tp] - off) for tp, off in mine.items())
+            return total
+        except Exception:
+            return None
+        finally:
+            await consumer.stop()
+            await admin.close()
 
     async def drop_namespace(self) -> None:
         """Delete this run's topics (and Faust's internal ones) and its Mongo database."""

@@ -330,7 +330,10 @@ class PeerClient(BaseClient):
         to = conv.split(">", 1)[1]
 
         def on_ack(reply: dict[str, Any]) -> None:
-            self.gen.on_ack(self, pending, int(reply["seq"]))
+            if "seq" in reply:
+                self.gen.on_ack(self, pending, int(reply["seq"]))
+            else:
+                self.gen.on_send_error(pending, str(reply.get("error", "?")))
 
         try:
             await self.sio.emit(
@@ -364,6 +367,7 @@ class Generator:
         self.delivered_task: asyncio.Task[None] | None = None
         self.msg_counter = 0
         self.settings: Any = None
+        self.anomalies: list[str] = []  # first duplicated / reordered deliveries seen
 
     # ---------------------------------------------------------------- plumbing
 
@@ -406,8 +410,11 @@ class Generator:
         st = self.states.get(key)
         if st is None:
             st = self.states[key] = RecvState()
+        before = st.max_seq
         outcome = st.see(seq)
         t = self.tally(tag)
+        if outcome != "new" and len(self.anomalies) < 10:
+            self.anomalies.append(f"{client.user} got {conv} seq {seq} after {before}: {outcome}")
         if outcome == "dup":
             t.duplicated += 1
             return
@@ -754,6 +761,7 @@ class Generator:
         acks = {conv: [[s, u, t] for s, (u, t) in a.items()] for conv, a in self.acks.items()}
         Path(state_path).write_bytes(orjson.dumps({"states": states, "acks": acks}))
         return {
+            "anomalies": self.anomalies,
             "files": files,
             "state": state_path,
             "tallies": {tag: t.counts() for tag, t in self.tallies.items()},
@@ -781,9 +789,16 @@ class Generator:
     async def cmd_close(self, cmd: dict[str, Any]) -> dict[str, Any]:
         sem = asyncio.Semaphore(500)
 
+        abort = bool(cmd.get("abort", False))
+
         async def one(c: BaseClient) -> None:
             async with sem:
                 try:
+                    if abort and isinstance(c, OursClient) and c.ws is not None:
+                        # Drop the TCP connection without a close handshake (idle clients).
+                        conn = c.ws._response.connection
+                        if conn is not None and conn.transport is not None:
+                            conn.transport.abort()
                     await asyncio.wait_for(c.close(), 10)
                 except Exception:
                     pass

@@ -280,3 +280,33 @@ def verdict(ok: bool, at_scale: bool) -> str:
         if at_scale
         else "not met at this (smaller) scale; the target is for the default profile"
     )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures of one run as Markdown (``python -m bench.report bench-results/x.json``)."""
+    meta = results["meta"]
+    m = meta["machine"]
+    lines = [
+        f"Run `{meta['run_id']}`, profile `{meta['profile']}`, {meta['started']}, commit"
+        f" `{meta['commit']}`, {meta['wall_s']:.0f} s; {m['cores']} cores ({m['cpu_model']}),"
+        f" {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}.",
+        "",
+        "| | ours | peer (python-socketio + Redis) | target |",
+        "|---|---|---|---|",
+    ]
+    for line in table(results).splitlines()[2:]:
+        cells = [c.strip() for c in line.split("  ") if c.strip()]
+        if len(cells) == 4:
+            lines.append("| " + " | ".join(cells) + " |")
+        elif len(cells) == 3:
+            lines.append("| " + " | ".join([*cells, ""]) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    data = orjson.loads(
+        Path(sys.argv[1] if len(sys.argv) > 1 else "bench-results/latest.json").read_bytes()
+    )
+    print(markdown(data))

@@ -20,19 +20,55 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import time
 from typing import Any
 
+import redis.asyncio
 import socketio
 import uvloop
 from aiohttp import web
 
 CHANNEL = "kchat-bench-peer"
+POOL_SIZE = 32
+
+
+class BoundedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """AsyncRedisManager with a bounded, blocking connection pool, as one would deploy it.
+
+    With the default pool every concurrent ``emit`` opens another Redis connection; under load
+    that runs into Redis's ``maxclients`` and the manager then reconnects with a fresh pool on
+    every failed publish, leaking connections until publishes give up. A bounded pool makes
+    publishes wait for a connection instead."""
+
+    def _redis_connect(self) -> None:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            self.redis_url, max_connections=POOL_SIZE, timeout=30
+        )
+        self.redis = redis.asyncio.Redis(connection_pool=pool)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+
+
+class _WithRedisError(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        detail = getattr(record, "redis_exception", None)
+        return f"{text} ({detail})" if detail else text
+
+
+def manager_logger() -> logging.Logger:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_WithRedisError("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("bench.peer.manager")
+    logger.addHandler(handler)
+    logger.propagate = False
+    return logger
 
 
 def build(redis_url: str) -> web.Application:
-    manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL)
+    manager = BoundedRedisManager(redis_url, channel=CHANNEL, logger=manager_logger())
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
@@ -58,7 +94,9 @@ def build(redis_url: str) -> web.Application:
 
     @sio.on("msg")
     async def msg(sid: str, data: dict[str, Any]) -> dict[str, Any]:
-        sender = users[sid]
+        sender = users.get(sid)
+        if sender is None:  # an event that raced its client's disconnect
+            return {"error": "disconnected"}
         to = str(data["to"])
         key = (sender, to)
         seq = counters.get(key, 0) + 1
