@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import sys
 from types import FrameType
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     for note in results.get("notes", []):
         print("  note: " + note)
     print()
+    shutil.rmtree(bench.tmp, ignore_errors=True)  # the generators' raw samples
     print(f"wrote {', '.join(str(p) for p in paths)} in {results['meta']['wall_s']:.0f}s")
     return 0
 

@@ -8,6 +8,7 @@ import resource
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,28 @@ class Systems:
                     pass
             self.sup.running.pop(name, None)
 
+    def _stop_group(self, names: list[str], timeout: float = 10.0) -> None:
+        for name in names:
+            r = self.sup.running.get(name)
+            if r is not None and r.proc.poll() is None:
+                try:
+                    os.killpg(r.proc.pid, signal.SIGTERM)
+                except OSError:
+                    pass
+        deadline = time.monotonic() + timeout
+        for name in names:
+            r = self.sup.running.pop(name, None)
+            if r is None:
+                continue
+            try:
+                r.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(r.proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                r.proc.wait()
+
     def stop_peer(self) -> None:
         for i in range(len(PEER_PORTS)):
             if f"peer-{i}" in self.sup.running:
@@ -213,9 +236,11 @@ class Systems:
         self.stop_peer()
         if keep_app:
             return
-        # Edges first (their sessions close cleanly through Kafka), then sink and workers.
-        for name in sorted(self.sup.running, key=lambda n: (not n.startswith("edge"), n)):
-            self._stop(name)
+        # Edges first (their sessions close cleanly through Kafka), then sink and workers; each
+        # group is stopped in parallel.
+        edges = [n for n in self.sup.running if n.startswith("edge")]
+        self._stop_group(edges)
+        self._stop_group(list(self.sup.running))
         if self.created_namespace and not self.keep_data:
             self.created_namespace = False
             try:

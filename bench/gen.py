@@ -91,22 +91,33 @@ class Tally:
 
 
 class RecvState:
-    """What one recipient saw of one conversation."""
+    """What one recipient saw of one conversation. Its own messages never come back to it (the
+    sending session is excluded), so their seqs, known from its acks, are not gaps."""
 
-    __slots__ = ("count", "dup", "gaps", "max_seq", "reordered")
+    __slots__ = ("count", "dup", "gaps", "max_seq", "own", "reordered")
 
     def __init__(self) -> None:
         self.max_seq = 0
         self.gaps: set[int] = set()
+        self.own: set[int] = set()
         self.dup = 0
         self.reordered = 0
         self.count = 0
+
+    def mark_own(self, seq: int) -> None:
+        self.own.add(seq)
+        self.gaps.discard(seq)
+
+    def contiguous(self) -> int:
+        """The highest seq up to which everything reached this user (what a client confirms
+        with ``message.delivered``): below the first gap."""
+        return min(self.gaps) - 1 if self.gaps else self.max_seq
 
     def see(self, seq: int) -> str:
         if seq == self.max_seq + 1:
             self.max_seq = seq
         elif seq > self.max_seq:
-            self.gaps.update(range(self.max_seq + 1, seq))
+            self.gaps.update(s for s in range(self.max_seq + 1, seq) if s not in self.own)
             self.max_seq = seq
         elif seq in self.gaps:
             self.gaps.discard(seq)
@@ -424,9 +435,7 @@ class Generator:
         client.received_since_mark += 1
         t.lat_us.append((now - send_ns) // 1000)
         t.recv_ms.append(now // 1_000_000)
-        self.delivered_dirty[(client.index, conv)] = max(
-            seq, self.delivered_dirty.get((client.index, conv), 0)
-        )
+        self.delivered_dirty[(client.index, conv)] = st.contiguous()
 
     def on_ack(self, client: BaseClient, p: Pending, seq: int) -> None:
         now = time.time_ns()
@@ -438,6 +447,11 @@ class Generator:
         if conv_acks is None:
             conv_acks = self.acks[p.conv] = {}
         conv_acks[seq] = (client.user, p.tag)
+        key = (client.user, p.conv)
+        st = self.states.get(key)
+        if st is None:
+            st = self.states[key] = RecvState()
+        st.mark_own(seq)
         if p.future is not None and not p.future.done():
             p.future.set_result(seq)
 
@@ -458,6 +472,8 @@ class Generator:
             due = [k for k in self.delivered_dirty if k[0] % slices == tick % slices]
             for key in due:
                 seq = self.delivered_dirty.pop(key)
+                if seq <= 0:
+                    continue
                 client = self.clients[key[0]]
                 try:
                     await client.send_delivered(key[1], seq)

@@ -415,8 +415,8 @@ class Bench:
         """Settle; if the app still works off a backlog, start it afresh (when it is ours)."""
         if await self.settle():
             return
-        if not self.systems.started_app:
-            self.notes.append("the reused app was still busy when the next run started")
+        if not self.systems.started_app or not self.cfg.restart_on_backlog:
+            self.notes.append("the app was still working off a backlog when the next run started")
             return
         self.say("the app still works off the last run's backlog: restarting it afresh ...")
         await self.drop_population()
@@ -759,7 +759,7 @@ class Bench:
                 start_at=start_at,
                 expected=expected,
                 convs=convs_of,
-                timeout=max(30.0, n / 20),
+                timeout=max(10.0, n / 40),
             )
         )
         while not task.done():
