@@ -41,9 +41,15 @@ CONVERSATION_TABLES = (conversations.TABLE, sequences.TABLE, receipts.TABLE, typ
 USER_TABLES = (sessions.TABLE, inbox.TABLE, presence_subscribers.TABLE)
 
 
+def changelog_name(settings: Settings, table: str) -> str:
+    """The changelog topic of a worker table, named as Faust names them. Its keys are the raw
+    key bytes of the source topic (``conversation_id`` or ``user_id``), so a changelog
+    partition holds exactly the rows of the same partition of the source topic."""
+    return f"{settings.worker_app_id}-{table}-changelog"
+
+
 def changelog_specs(settings: Settings) -> list[TopicSpec]:
-    """Changelog topics of the worker tables, named as Faust names them:
-    ``<app id>-<table>-changelog``."""
+    """Changelog topics of the worker tables."""
     specs = []
     for tables, partitions, key in (
         (CONVERSATION_TABLES, settings.conversation_partitions, "conversation_id"),
@@ -52,7 +58,7 @@ def changelog_specs(settings: Settings) -> list[TopicSpec]:
         for table in tables:
             specs.append(
                 TopicSpec(
-                    f"{settings.worker_app_id}-{table}-changelog",
+                    changelog_name(settings, table),
                     partitions,
                     key,
                     "worker (table writes)",

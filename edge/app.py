@@ -34,7 +34,7 @@ from edge.store import Store
 log = logging.getLogger("chat.edge")
 
 TOKEN_EXPIRED = 4003
-SYNC_STORE_RETRIES = 20
+SYNC_STORE_WAIT_S = 10.0
 
 
 class Edge:
@@ -96,9 +96,13 @@ class Edge:
             frame_type = frame.get("type", "?")
             for sid in record["sessions"]:
                 session = self.registry.get(sid)
-                if session is not None:
+                if session is None:
+                    continue
+                if frame_type == "message":
+                    session.send_message_encoded(text, frame["conversation_id"], frame["seq"])
+                else:
                     session.send_encoded(text, frame_type)
-                    observe_latency(session, frame)
+                observe_latency(session, frame)
             return
         sync = record.get("sync")
         if sync is not None:
@@ -108,37 +112,59 @@ class Edge:
                     self._answer_sync(session, sync)
 
     def _answer_sync(self, session: Session, sync: dict[str, Any]) -> None:
+        """The sync answer, written in the session's order: live messages that arrive while the
+        store is read wait behind it, so that a session sees every conversation in seq order."""
+
         async def job() -> None:
             messages = list(sync["messages"])
+            missing: set[str] = set()  # conversations whose older messages the store lacks
             for cid, first, last in sync["fetch"]:
-                messages.extend(await self._fetch_from_store(cid, first, last))
+                found = [] if missing else await self._fetch_from_store(cid, first, last)
+                if len(found) < last - first + 1:
+                    missing.add(cid)
+                else:
+                    messages.extend(found)
+            complete = not missing
+            # Never a gap: a conversation without its older messages is not sent at all, and
+            # the client is told to sync again (its cursor for it has not moved).
+            messages = [m for m in messages if m["conversation_id"] not in missing]
             messages.sort(key=lambda m: (m["conversation_id"], m["seq"]))
             for message in messages:
-                session.send({"type": "message", **message})
-            done: dict[str, Any] = {
-                "type": "sync.done",
-                "conversations": sync["conversations"],
-                "truncated": sync["truncated"],
-            }
-            if sync.get("id") is not None:
-                done["id"] = sync["id"]
-            session.send(done)
+                await session.write_now({"type": "message", **message})
+            if complete:
+                reply: dict[str, Any] = {
+                    "type": "sync.done",
+                    "conversations": sync["conversations"],
+                    "truncated": sync["truncated"],
+                }
+                if sync.get("id") is not None:
+                    reply["id"] = sync["id"]
+            else:
+                reply = protocol.error_frame(
+                    protocol.UNAVAILABLE, "the message store is behind, sync again", sync.get("id")
+                )
+            await session.write_now(reply)
 
         session.run_in_order(job)
 
     async def _fetch_from_store(self, cid: str, first: int, last: int) -> list[dict[str, Any]]:
-        """Messages older than the inbox keeps. The sink may be a moment behind the inbox, so
-        wait (bounded) until the store holds the whole range."""
+        """Messages older than the inbox keeps. The sink may be behind the inbox (it catches up
+        after an outage, or under load), so wait, bounded, until the store holds the range."""
         found: list[dict[str, Any]] = []
-        for _ in range(SYNC_STORE_RETRIES):
+        deadline = asyncio.get_running_loop().time() + SYNC_STORE_WAIT_S
+        delay = 0.05
+        while True:
             try:
                 found = await self.store.messages_range(cid, first, last)
             except Exception as exc:
                 log.warning("store read failed during sync: %s", exc)
             if len(found) >= last - first + 1:
-                break
-            await asyncio.sleep(0.1)
-        return found
+                return found
+            if asyncio.get_running_loop().time() + delay > deadline:
+                metrics.sync_store_behind.inc()
+                return found
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     # ------------------------------------------------------------------ websocket
 

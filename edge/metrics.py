@@ -28,3 +28,11 @@ produce_seconds = Histogram(
     "Time to write one record to Kafka (acks=all)",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
 )
+sync_store_behind = Counter(
+    "chat_edge_sync_store_behind_total",
+    "Sync answers refused with `unavailable` because the store lacked older messages",
+)
+duplicates_dropped = Counter(
+    "chat_edge_duplicates_dropped_total",
+    "Message frames not written because the session already had that seq",
+)

@@ -20,7 +20,40 @@ from edge import metrics
 log = logging.getLogger("chat.edge.session")
 MAX_QUEUED_FRAMES = 10_000
 
-QueueItem = str | Callable[[], Awaitable[None]]
+# A frame to write, a ``message`` frame with its (conversation_id, seq), or a job to run.
+QueueItem = str | tuple[str, str, int] | Callable[[], Awaitable[None]]
+# How far below the highest seq written a session remembers which seqs it has written.
+DEDUP_WINDOW = 64
+_WINDOW_MASK = (1 << DEDUP_WINDOW) - 1
+
+
+class WrittenSeqs:
+    """Which message seqs a session has been written, per conversation: the highest one and a
+    bitmap of the ``DEDUP_WINDOW`` below it."""
+
+    __slots__ = ("_by_conversation",)
+
+    def __init__(self) -> None:
+        self._by_conversation: dict[str, tuple[int, int]] = {}
+
+    def first_time(self, conversation_id: str, seq: int) -> bool:
+        """Record ``seq`` as written; False if it already was.
+
+        A seq further below the highest one than the window counts as new: a sync may page
+        through old messages after live ones arrived, and a duplicate is better than a loss.
+        """
+        highest, mask = self._by_conversation.get(conversation_id, (0, 0))
+        if seq > highest:
+            mask = ((mask << (seq - highest)) | 1) & _WINDOW_MASK
+            self._by_conversation[conversation_id] = (seq, mask)
+            return True
+        below = highest - seq
+        if below >= DEDUP_WINDOW:
+            return True
+        if mask & (1 << below):
+            return False
+        self._by_conversation[conversation_id] = (highest, mask | (1 << below))
+        return True
 
 
 class Session:
@@ -34,6 +67,7 @@ class Session:
         # client_msg_id -> monotonic time the send arrived, for the ack latency histogram.
         self.pending_sends: dict[str, float] = {}
         self._closer: asyncio.Future[None] | None = None
+        self._written: WrittenSeqs | None = None  # made on the first message: idle is cheap
         self._queue: asyncio.Queue[QueueItem] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{session_id}")
 
@@ -45,9 +79,35 @@ class Session:
         self._enqueue(text)
         metrics.frames_out.labels(frame_type).inc()
 
+    def send_message_encoded(self, text: str, conversation_id: str, seq: int) -> None:
+        """A ``message`` frame; written unless this session already has that seq (the stream
+        agents are at-least-once: a batch redone after a crash or a rebalance repeats its
+        deliveries)."""
+        self._enqueue((text, conversation_id, seq))
+        metrics.frames_out.labels("message").inc()
+
     def run_in_order(self, job: Callable[[], Awaitable[None]]) -> None:
-        """Run ``job`` (which sends frames itself) after everything queued so far."""
+        """Run ``job`` after everything queued so far; what it sends with :meth:`write_now`
+        leaves before anything queued after it."""
         self._enqueue(job)
+
+    async def write_now(self, frame: dict[str, Any]) -> None:
+        """Write a frame at once: only for jobs run in order by the writer itself (``send``
+        from there would queue the frame behind frames that arrived while the job ran).
+
+        A ``message`` written here is always written (a client that syncs from a cursor gets
+        every seq above it, even one this session had), and remembered, so that a live repeat
+        of it is dropped."""
+        if frame["type"] == "message":
+            self._remember(frame["conversation_id"], frame["seq"])
+        await self.ws.send_str(protocol.encode(frame))
+        metrics.frames_out.labels(frame.get("type", "?")).inc()
+
+    def _remember(self, conversation_id: str, seq: int) -> bool:
+        """Record a message seq as written to this session; False if it already was."""
+        if self._written is None:
+            self._written = WrittenSeqs()
+        return self._written.first_time(conversation_id, seq)
 
     def _enqueue(self, item: QueueItem) -> None:
         if self._queue.qsize() >= MAX_QUEUED_FRAMES:
@@ -67,6 +127,12 @@ class Session:
             try:
                 if isinstance(item, str):
                     await self.ws.send_str(item)
+                elif isinstance(item, tuple):
+                    text, conversation_id, seq = item
+                    if self._remember(conversation_id, seq):
+                        await self.ws.send_str(text)
+                    else:
+                        metrics.duplicates_dropped.inc()
                 else:
                     await item()
             except (ConnectionError, RuntimeError):

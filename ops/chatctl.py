@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from chat.settings import Settings, describe, load_settings
-from chat.topics import topic_specs
+from chat.topics import changelog_name, topic_specs
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -114,7 +114,7 @@ def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
         targets = ", ".join(settings.topic(t) for t in outputs)
         print(f"  {settings.topic(source)} --> [{name}] --> {targets}")
         for table in tables:
-            changelog = f"{settings.worker_app_id}-{table}-changelog"
+            changelog = changelog_name(settings, table)
             print(f"  {'':<16}table {table:<22} changelog {changelog}")
     sources = ", ".join(settings.topic(t) for t in ("messages", "conversations", "receipts"))
     print(f"  {sources} --> [mongo sink] --> MongoDB")

@@ -12,6 +12,7 @@ import faust
 
 from chat.logs import json_logging_config
 from chat.settings import Settings, load_settings
+from chat.topics import changelog_name
 from tables import (
     conversations,
     inbox,
@@ -72,13 +73,33 @@ deliver_topic = _raw_topic("deliver", settings.deliver_partitions)
 
 
 def _table(name: str, partitions: int) -> Any:
-    # use_partitioner: the changelog record of key K goes to partition hash(K), which is the
-    # partition of K in the source topic (same key bytes, same partitioner, same count). Table
-    # writes then never depend on which event is "current", so agents may work in batches.
+    """A table whose changelog is keyed by the raw key bytes, like its source topic.
+
+    Faust would serialize a ``str`` key to JSON (``"bob"`` with the quotes) for the changelog,
+    and its partitioner would then hash other bytes than the edges hashed for the source topic:
+    changelog partition p would not hold the rows of source partition p, and a worker taking
+    over a partition would recover the wrong rows. The outbox writes the changelog records
+    itself (see ``topologies/outbox.py``); this topic is how Faust reads them back.
+    """
+    changelog = app.topic(
+        changelog_name(settings, name),
+        key_type=str,
+        value_type=None,
+        key_serializer="raw",
+        value_serializer="json",
+        partitions=partitions,
+        compacting=True,
+        deleting=False,
+        acks=False,
+        internal=True,
+        maxsize=131_072,
+        allow_empty=True,
+    )
     return app.Table(
         name,
         partitions=partitions,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        key_type=str,
+        changelog_topic=changelog,
         use_partitioner=True,
     )
 

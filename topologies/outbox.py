@@ -102,33 +102,65 @@ class Outbox:
         self._replies.clear()
 
     async def _publish_once(self) -> None:
-        producer = self.app.producer
-        for topic, key, value, partition in self._records:
-            await topic.send(key=key, value=value, partition=partition)
-        if self._records:
-            await producer.flush()
-        for table, _ in self._rows.values():
-            await ensure_metadata(self.app, table.changelog_topic.get_topic_name())
-        for (_, row_key), (table, value) in self._rows.items():
+        # Straight to the aiokafka producer, every send of a step in flight at once, each step
+        # awaited on the brokers' acknowledgements. Not through Faust's table writes or
+        # ``Topic.send``: Faust hands changelog records to a buffer whose ``flush()`` returns
+        # after 0.1 s without progress, before the last records reach the producer, so a batch
+        # could be committed with its rows never written (a lost message after a rebalance).
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        await _send_all(
+            producer,
+            [
+                (topic.get_topic_name(), key, value, partition)
+                for topic, key, value, partition in self._records
+            ],
+        )
+        # A row goes to its changelog exactly as Faust's own write would (raw str key, JSON
+        # value, None as the tombstone; partition = the default partitioner's hash of the key,
+        # which ``use_partitioner=True`` tables recover from), and into the table's store
+        # directly, so that Faust does not write it a second time.
+        rows = list(self._rows.items())
+        written = await _send_all(
+            producer,
+            [
+                (
+                    table.changelog_topic.get_topic_name(),
+                    row_key.encode(),
+                    None if value is None else records.dumps(value),
+                    None,
+                )
+                for (_, row_key), (table, value) in rows
+            ],
+        )
+        for ((_, row_key), (table, value)), metadata in zip(rows, written, strict=True):
+            store = table.data
             if value is None:
-                if row_key in table:
-                    del table[row_key]
+                store.data.pop(row_key, None)
             else:
-                table[row_key] = value
-        if self._rows:
-            await producer.flush()
+                store.data[row_key] = value
+            # Which partition the key lives in: Faust's in-memory store drops the keys of
+            # partitions this worker no longer owns when a rebalance's recovery completes.
+            store._key_partition[row_key] = metadata.partition
+        # Replies are not awaited: Kafka keeps them in order behind this batch's deliveries on
+        # the same partition, and a lost reply only makes the client retry (idempotently).
         for slot, value in self._replies:
-            await self.deliver_topic.send(value=value, partition=slot)
+            future = await producer.send(self.deliver_topic.get_topic_name(), value, partition=slot)
+            future.add_done_callback(_log_failed_reply)
 
 
-_metadata_ready: set[str] = set()
+OutRecord = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
 
 
-async def ensure_metadata(app: faust.App, topic: str) -> None:
-    """Table writes pick the changelog partition from the producer's cached metadata without
-    waiting for it; on a fresh cluster the changelog topic may not be cached yet."""
-    if topic in _metadata_ready:
-        return
-    producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
-    await producer.client._wait_on_metadata(topic)
-    _metadata_ready.add(topic)
+async def _send_all(producer: Any, batch: list[OutRecord]) -> list[Any]:
+    """Hand every record to the producer, then wait until the brokers acknowledged all of them
+    (``acks=all``); returns their ``RecordMetadata``, raises if any one failed."""
+    futures = [
+        await producer.send(topic, value, key=key, partition=partition)
+        for topic, key, value, partition in batch
+    ]
+    return list(await asyncio.gather(*futures)) if futures else []
+
+
+def _log_failed_reply(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a reply was not delivered: %r", future.exception())

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from chat.records import delivery
+from chat.topics import changelog_name
 from tests.integration.conftest import App
 from tests.integration.helpers import create_direct, synced
 
@@ -115,3 +120,65 @@ async def test_multi_device(app: App, clients, user_ids) -> None:
         got = await device.wait_for(lambda f: f["type"] == "message" and f["sender"] == bob.user)
         assert got["seq"] == reply["seq"]
     assert [m["seq"] for m in phone.messages(cid)] == [reply["seq"]]
+
+
+async def test_a_repeated_delivery_reaches_the_session_once(app: App, clients, user_ids) -> None:
+    """The stream agents are at-least-once: a batch redone after a crash repeats its
+    ``chat.deliver`` records. The edge writes each message seq to a session once."""
+    bob = await app.client(user_ids.bob, edge=1)
+    clients.append(bob)
+    await synced(bob)
+    session_id, slot = await live_session_of(app, bob.user)
+    cid = f"dm:{user_ids.alice}:{bob.user}"
+
+    def frame(seq: int) -> dict[str, object]:
+        return {
+            "type": "message",
+            "conversation_id": cid,
+            "seq": seq,
+            "sender": user_ids.alice,
+            "body": f"m{seq}",
+            "ts": 1,
+            "client_msg_id": f"c{seq}",
+        }
+
+    producer = AIOKafkaProducer(bootstrap_servers=app.settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for seq in (1, 2, 1, 2, 3, 3, 4):
+            await producer.send_and_wait(
+                app.settings.topic("deliver"), delivery([session_id], frame(seq)), partition=slot
+            )
+    finally:
+        await producer.stop()
+    # One partition, read in order: once 4 is here, every repeat before it was handled.
+    await bob.wait_for(lambda f: f["type"] == "message" and f["seq"] == 4)
+    got = [f["seq"] for f in bob.frames if f["type"] == "message" and f["conversation_id"] == cid]
+    assert got == [1, 2, 3, 4]
+
+
+async def live_session_of(app: App, user: str) -> tuple[str, int]:
+    """The session id and edge slot of the user's one live session, from the sessions table's
+    changelog (the latest row of the user)."""
+    consumer = AIOKafkaConsumer(
+        changelog_name(app.settings, "sessions"),
+        bootstrap_servers=app.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    row = None
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1500)
+            if not batch:
+                break
+            for records in batch.values():
+                for record in records:
+                    if record.key == user.encode():
+                        row = orjson.loads(record.value) if record.value else None
+    finally:
+        await consumer.stop()
+    assert row and len(row["sessions"]) == 1, row
+    ((session_id, live),) = row["sessions"].items()
+    return session_id, int(live["slot"])

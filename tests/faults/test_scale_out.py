@@ -1,8 +1,8 @@
-"""Reproduction of an open defect (not collected by pytest): adding a worker under load.
+"""Scaling out and in under load: a third worker and a third edge join, then the worker leaves.
 
-Adding a third worker to a running system made the router answer `not_found` for a conversation
-it had created and acknowledged before, 3 runs out of 3 (see the session note of stop 9).
-To run it, rename this file to test_scale_out.py; it uses the fixtures in tests/conftest.py.
+This once answered `not_found` for a conversation created and acknowledged before: Faust wrote
+table changelogs under JSON-encoded keys, whose hash put a row in another partition than its
+source records, so a worker taking a partition over recovered the wrong rows.
 """
 
 from __future__ import annotations
