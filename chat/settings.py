@@ -69,6 +69,10 @@ class Settings:
     worker_web_port: int = 6066
     worker_data_dir: str = ".data/faust"  # Faust's local state (tables are rebuilt from changelogs)
     table_standby_replicas: int = 1
+    # How long an agent gathers events into one batch. Each batch costs two Kafka round trips
+    # (records, then table rows), so a longer window is cheaper per event under load, and adds
+    # up to this much latency per stage when the load is light.
+    worker_batch_ms: float = 5.0
     replication_factor: int = 1
     inbox_max_per_conversation: int = 200
     dedup_window: int = 256
@@ -145,6 +149,7 @@ def _validate(settings: Settings) -> None:
         "dedup_window",
         "connections_per_user",
         "max_group_members",
+        "worker_batch_ms",
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"CHAT_{name.upper()} must be positive")

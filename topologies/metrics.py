@@ -28,3 +28,10 @@ publish_retries = Counter(
 duplicate_sends = Counter(
     "chat_router_duplicate_sends_total", "message.send retries answered with the original ack"
 )
+event_age_seconds = Histogram(
+    "chat_worker_event_age_seconds",
+    "How old the first event of a batch is when the agent takes it (its Kafka timestamp to now):"
+    " the time spent queued upstream of the agent",
+    ["agent"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

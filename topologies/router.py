@@ -48,7 +48,10 @@ def event_time_ms(event: Any) -> int:
 
 @app.agent(commands_topic, concurrency=1)
 async def route_commands(stream: Any) -> None:
-    async for events in stream.take_events(1000, within=0.002):
+    async for events in stream.take_events(1000, within=settings.worker_batch_ms / 1000):
+        metrics.event_age_seconds.labels("router").observe(
+            time.time() - events[0].message.timestamp
+        )
         outbox = Outbox(app, deliver_topic)
         for event in events:
             command = records.loads(event.value)

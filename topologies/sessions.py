@@ -40,7 +40,10 @@ _presence_writes: set[asyncio.Task[None]] = set()
 
 @app.agent(users_topic, concurrency=1)
 async def route_users(stream: Any) -> None:
-    async for events in stream.take_events(1000, within=0.002):
+    async for events in stream.take_events(1000, within=settings.worker_batch_ms / 1000):
+        metrics.event_age_seconds.labels("sessions").observe(
+            time.time() - events[0].message.timestamp
+        )
         outbox = Outbox(app, deliver_topic)
         presence_changes: list[tuple[str, str, int]] = []
         for event in events:
