@@ -73,6 +73,9 @@ class Settings:
     # (records, then table rows), so a longer window is cheaper per event under load, and adds
     # up to this much latency per stage when the load is light.
     worker_batch_ms: float = 5.0
+    # `chatctl replay tables` runs a worker this way: it rebuilds its tables from the input
+    # topics and writes nothing else (no messages, fan-out, deliveries, timers or Redis).
+    worker_rebuild: bool = False
     replication_factor: int = 1
     inbox_max_per_conversation: int = 200
     dedup_window: int = 256

@@ -152,6 +152,25 @@ def cmd_replay_store(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay_tables(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.rebuild import RebuildRefused, rebuild_tables
+
+    app_id = args.app_id or f"{settings.worker_app_id}-rebuild-{int(time.time())}"
+    try:
+        result = rebuild_tables(settings, app_id, args.web_port, progress_bar("replay tables"))
+    except RebuildRefused as exc:
+        print(f"refusing: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"\nrebuilt every table from {result.records} input records in {result.seconds:.1f}s "
+        f"under the application id {result.app_id!r}.\n"
+        f"To switch to it: stop the workers, start them with CHAT_WORKER_APP_ID={result.app_id}.",
+        file=sys.stderr,
+    )
+    print(result.app_id)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -172,6 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--db", help="target database (default: CHAT_MONGO_DB, needs --yes)")
     store.add_argument("--drop", action="store_true", help="drop the target database first")
     store.add_argument("--yes", action="store_true", help="allow rebuilding the live database")
+    tables = replay_sub.add_parser(
+        "tables",
+        help="rebuild every worker table from the input topics under a new application id",
+    )
+    tables.add_argument(
+        "--app-id", help="the new application id (default: <CHAT_WORKER_APP_ID>-rebuild-<time>)"
+    )
+    tables.add_argument(
+        "--web-port", type=int, default=6099, help="metrics port of the rebuild worker"
+    )
+    tables.set_defaults(func=cmd_replay_tables)
     store.set_defaults(func=cmd_replay_store)
     return parser
 

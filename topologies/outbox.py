@@ -33,6 +33,8 @@ log = logging.getLogger("chat.outbox")
 class Outbox:
     app: faust.App
     deliver_topic: faust.TopicT
+    # False while rebuilding tables (`chatctl replay tables`): only the rows are written.
+    outputs: bool = True
     _rows: dict[tuple[int, str], tuple[Any, Any]] = field(default_factory=dict)
     _records: list[tuple[faust.TopicT, bytes | None, bytes, int | None]] = field(
         default_factory=list
@@ -108,6 +110,9 @@ class Outbox:
         # after 0.1 s without progress, before the last records reach the producer, so a batch
         # could be committed with its rows never written (a lost message after a rebalance).
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        if not self.outputs:
+            self._records.clear()
+            self._replies.clear()
         await _send_all(
             producer,
             [

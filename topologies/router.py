@@ -52,7 +52,7 @@ async def route_commands(stream: Any) -> None:
         metrics.event_age_seconds.labels("router").observe(
             time.time() - events[0].message.timestamp
         )
-        outbox = Outbox(app, deliver_topic)
+        outbox = Outbox(app, deliver_topic, outputs=not settings.worker_rebuild)
         for event in events:
             command = records.loads(event.value)
             handle_command(outbox, command, event_time_ms(event))
@@ -297,6 +297,8 @@ async def expire_typing() -> None:
 
     The timer sees every row this worker holds (standbys too); a duplicate expire is harmless.
     """
+    if settings.worker_rebuild:
+        return
     now = int(time.time() * 1000)
     for cid, row in list(typing_table.items()):
         if row and typing_state.expired(row, now):

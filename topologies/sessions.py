@@ -44,7 +44,7 @@ async def route_users(stream: Any) -> None:
         metrics.event_age_seconds.labels("sessions").observe(
             time.time() - events[0].message.timestamp
         )
-        outbox = Outbox(app, deliver_topic)
+        outbox = Outbox(app, deliver_topic, outputs=not settings.worker_rebuild)
         presence_changes: list[tuple[str, str, int]] = []
         for event in events:
             user = event.key.decode()
@@ -58,7 +58,7 @@ async def route_users(stream: Any) -> None:
                 presence_changes.append(change)
         with metrics.batch_publish_seconds.labels("sessions").time():
             await outbox.publish()
-        if presence_changes:
+        if presence_changes and not settings.worker_rebuild:
             write_presence_cache(presence_changes)
         metrics.events_processed.labels("sessions").inc(len(events))
         metrics.batch_events.labels("sessions").observe(len(events))
@@ -203,6 +203,8 @@ _missing_since: dict[str, float] = {}
 async def expire_dead_edges() -> None:
     """Sessions of an edge whose liveness key expired are closed through the normal path: this
     timer only produces ``session.expire`` events; the agent owning the user applies them."""
+    if settings.worker_rebuild:
+        return
     by_edge: dict[str, list[tuple[str, str]]] = {}
     for user, row in list(sessions_table.items()):
         for sid, live in (row or {}).get("sessions", {}).items():
@@ -246,6 +248,8 @@ _redis_run_id: str | None = None
 async def rebuild_presence_cache() -> None:
     """Redis keeps presence only as a cache. When this worker starts, or Redis restarts empty
     (its run_id changes), write the presence of every user this worker holds again."""
+    if settings.worker_rebuild:
+        return
     global _redis_run_id
     try:
         run_id = str((await redis_client.info("server"))["run_id"])
