@@ -6,17 +6,17 @@ CACHE_DIR ?= $(HOME)/.cache/kchat
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export npm_config_cache ?= $(HOME)/.cache/npm
 
-.PHONY: run test test-tools install venv stack-install web lint typecheck unit integration web-test e2e \
+.PHONY: run test test-tools nginx-install install venv stack-install web lint typecheck unit integration web-test e2e \
         bench stack-start stack-stop stack-status clean
 
-run: install  ## Start the stack and the app in the foreground (Ctrl-C stops it all)
+run: install nginx-install  ## Start the stack and the app in the foreground (Ctrl-C stops it all)
 	CHAT_ENV=$${CHAT_ENV:-dev} $(PY) -m ops.run
 
 test: install test-tools  ## Install what is missing, start the services, run the whole suite
 	bash ops/test.sh
 
-# Debian packages only the tests need: Chromium for the web client's end-to-end test, nginx to
-# check the load-balancer config.
+# Debian packages: nginx (the load balancer in front of the local edges, for `make run` and the
+# tests), and Chromium, which only the web client's end-to-end test needs.
 test-tools:
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
@@ -24,6 +24,11 @@ test-tools:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+nginx-install:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  echo "installing: nginx"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
 
 install: venv stack-install web
 

@@ -39,6 +39,7 @@ class Settings:
     # Edge node
     edge_host: str = "127.0.0.1"
     edge_port: int = 8080
+    lb_port: int = 8000  # make run: nginx in front of both edges (0: no nginx)
     edge_slot: int = -1  # -1: lease a free slot from Redis
     allowed_origins: tuple[str, ...] = ()
     # Peers (e.g. the nginx in front) whose X-Forwarded-For names the real client address.

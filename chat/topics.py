@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from chat.settings import Settings
 from tables import (
+    activity,
     conversations,
     inbox,
     presence_subscribers,
@@ -37,7 +38,13 @@ ONE_HOUR = {"retention.ms": str(3600 * 1000)}
 
 
 # Faust tables and the partitioning of their keys (their changelogs are created with them).
-CONVERSATION_TABLES = (conversations.TABLE, sequences.TABLE, receipts.TABLE, typing_state.TABLE)
+CONVERSATION_TABLES = (
+    conversations.TABLE,
+    sequences.TABLE,
+    receipts.TABLE,
+    typing_state.TABLE,
+    activity.TABLE,
+)
 USER_TABLES = (sessions.TABLE, inbox.TABLE, presence_subscribers.TABLE)
 
 
@@ -112,6 +119,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "router, edges, worker timers",
             "sessions agent",
             dict(ONE_DAY),
+        ),
+        TopicSpec(
+            settings.topic("activity"),
+            conv,
+            "conversation_id",
+            "activity agent (the example agent)",
+            "dashboards, anything new",
+            dict(COMPACTED),
         ),
         TopicSpec(
             settings.topic("deliver"),

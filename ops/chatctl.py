@@ -49,7 +49,11 @@ async def topic_report(settings: Settings) -> list[dict[str, Any]]:
     await consumer.start()
     try:
         groups = {
-            settings.worker_app_id: [settings.topic("commands"), settings.topic("users")],
+            settings.worker_app_id: [
+                settings.topic("commands"),
+                settings.topic("users"),
+                settings.topic("messages"),
+            ],
             settings.sink_group: [
                 settings.topic(t) for t in ("messages", "conversations", "receipts")
             ],
@@ -100,6 +104,7 @@ AGENTS = [
         ["messages", "conversations", "receipts", "users", "deliver"],
     ),
     ("sessions", "users", ["sessions", "inbox", "presence_subscribers"], ["deliver"]),
+    ("activity", "messages", ["activity"], ["activity"]),
 ]
 
 

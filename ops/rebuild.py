@@ -1,9 +1,9 @@
 """Rebuild every worker table from the input topics: ``chatctl replay tables``.
 
 A worker is started under a NEW application id (so a new consumer group and new, empty
-changelog topics) in rebuild mode (``CHAT_WORKER_REBUILD``): its agents read ``chat.commands``
-and ``chat.users`` from the beginning and write table rows only, no messages, fan-out,
-deliveries or timer commands, so the live system sees nothing of it. The agents are
+changelog topics) in rebuild mode (``CHAT_WORKER_REBUILD``): its agents read ``chat.commands``,
+``chat.users`` and ``chat.messages`` from the beginning and write table rows only (no messages,
+fan-out, deliveries or timer commands), so the live system sees nothing of it. The agents are
 deterministic (times come from record timestamps), so the rows equal the live ones. Once the
 group has consumed everything up to the end offsets seen at the start, the worker is stopped;
 the operator then points the workers at the new application id (``CHAT_WORKER_APP_ID``).
@@ -39,12 +39,14 @@ class RebuildRefused(Exception):
 
 
 async def input_end_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    """End offsets of the agents' input topics (what the rebuild must consume)."""
+    """End offsets of the agents' input topics (what the rebuild must consume): commands
+    (router), users (sessions agent), messages (activity agent)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
     await consumer.start()
     try:
         tps = [
-            TopicPartition(settings.topic("commands"), p)
+            TopicPartition(settings.topic(name), p)
+            for name in ("commands", "messages")
             for p in range(settings.conversation_partitions)
         ] + [TopicPartition(settings.topic("users"), p) for p in range(settings.user_partitions)]
         return dict(await consumer.end_offsets(tps))

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from chat.settings import load_settings
+from ops.nginx_local import nginx_spec
 from ops.supervisor import REPO, Supervisor, edge_spec, sink_spec, worker_spec
 from ops.topics import ensure_topics
 
@@ -50,13 +51,19 @@ def main() -> None:
         # Two edges on CHAT_EDGE_PORT and the next port (8080, 8081 by default).
         for i in range(2):
             sup.start(edge_spec(i, env, settings.edge_port + i, i))
+        entry = f"http://127.0.0.1:{settings.edge_port}"
+        if settings.lb_port:
+            # One address for every client, balanced like the compose file's nginx.
+            edges = (settings.edge_port, settings.edge_port + 1)
+            sup.start(nginx_spec("nginx", settings.lb_port, edges, Path(data_dir) / "nginx"))
+            entry = f"http://127.0.0.1:{settings.lb_port}"
         sup.wait_ready(timeout=180)
         print(
             f"\nchat is up in {time.monotonic() - t0:.1f}s:\n"
-            f"  web client   http://127.0.0.1:{settings.edge_port}/   "
-            f"http://127.0.0.1:{settings.edge_port + 1}/\n"
+            f"  web client   {entry}/   (edges: http://127.0.0.1:{settings.edge_port}/ "
+            f"http://127.0.0.1:{settings.edge_port + 1}/)\n"
             "  token        TOKEN=$(.venv/bin/chatctl token alice)\n"
-            f"  websocket    ws://127.0.0.1:{settings.edge_port}/v1/ws?access_token=$TOKEN\n"
+            f"  websocket    {entry.replace('http', 'ws')}/v1/ws?access_token=$TOKEN\n"
             f"  metrics      http://127.0.0.1:{settings.edge_port}/metrics  workers "
             f":{settings.worker_web_port} :{settings.worker_web_port + 1}  "
             f"sink :{settings.sink_metrics_port}\n"

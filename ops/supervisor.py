@@ -21,9 +21,10 @@ PYTHON = sys.executable
 @dataclass
 class ProcessSpec:
     name: str
-    module: str
+    module: str  # run as `python -m <module>` ...
     env: dict[str, str]
     ready_url: str
+    argv: list[str] | None = None  # ... unless a command line is given (nginx)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Supervisor:
         env = {**self.base_env, **spec.env, "PYTHONUNBUFFERED": "1"}
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(
-                [PYTHON, "-m", spec.module],
+                spec.argv or [PYTHON, "-m", spec.module],
                 cwd=REPO,
                 env=env,
                 stdout=log_file,

@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat.logs import setup_logging
-from topologies import metrics, router, sessions  # noqa: F401  (registers the agents and timers)
+from topologies import activity, metrics, router, sessions  # noqa: F401  (registers agents, timers)
 from topologies.app import app, settings
 
 

@@ -14,6 +14,7 @@ from chat.logs import json_logging_config
 from chat.settings import Settings, load_settings
 from chat.topics import changelog_name
 from tables import (
+    activity,
     conversations,
     inbox,
     presence_subscribers,
@@ -70,6 +71,7 @@ conversations_topic = _raw_topic("conversations", settings.conversation_partitio
 receipts_topic = _raw_topic("receipts", settings.conversation_partitions)
 users_topic = _raw_topic("users", settings.user_partitions)
 deliver_topic = _raw_topic("deliver", settings.deliver_partitions)
+activity_topic = _raw_topic("activity", settings.conversation_partitions)
 
 
 def _table(name: str, partitions: int) -> Any:
@@ -109,6 +111,8 @@ conversations_table = _table(conversations.TABLE, settings.conversation_partitio
 sequences_table = _table(sequences.TABLE, settings.conversation_partitions)
 receipts_table = _table(receipts.TABLE, settings.conversation_partitions)
 typing_table = _table(typing_state.TABLE, settings.conversation_partitions)
+# Owned by the activity agent (the example agent, topologies/activity.py).
+activity_table = _table(activity.TABLE, settings.conversation_partitions)
 
 # Keyed by user_id, co-partitioned with chat.users; owned by the sessions agent.
 sessions_table = _table(sessions.TABLE, settings.user_partitions)

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 _original_seek_offsets = Recovery._seek_offsets
@@ -25,5 +26,24 @@ async def _seek_offsets_clamped(
     await _original_seek_offsets(self, consumer, tps, clamped, title)
 
 
+async def _seek_to_committed_or_beginning(self: AIOKafkaConsumerThread) -> Any:
+    """Faust drops the records it fetched while a rebalance or a recovery had the flow stopped,
+    and then "seeks back to committed offsets"; aiokafka seeks only partitions whose committed
+    offset is above 0, so a partition the group never committed keeps the position past the
+    dropped records, and they are never processed. That is what a new agent meets on its first
+    start in an existing group (the activity agent skipped the history of chat.messages). Such a
+    partition is sent back to its beginning, as ``consumer_auto_offset_reset="earliest"`` means.
+    Changelog partitions are left alone: the table recovery positions those itself."""
+    consumer = self._ensure_consumer()
+    committed = await self.call_thread(consumer.seek_to_committed)
+    never_committed = [
+        tp for tp, offset in committed.items() if not offset and not tp.topic.endswith("-changelog")
+    ]
+    if never_committed:
+        await self.call_thread(consumer.seek_to_beginning, *never_committed)
+    return committed
+
+
 def apply() -> None:
     Recovery._seek_offsets = _seek_offsets_clamped  # type: ignore[method-assign]
+    AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed_or_beginning  # type: ignore[method-assign]

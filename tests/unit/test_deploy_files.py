@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from chat.settings import Settings, load_settings
+from ops.nginx_local import render_nginx
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -493,14 +494,6 @@ def nginx_problems(text: str) -> list[str]:
 
 
 _TEMPLATE_VAR = re.compile(r"\$\{([A-Z_]+)\}")
-
-
-def render_nginx(template: str, values: dict[str, str]) -> str:
-    """envsubst restricted to the template's own variables (nginx's $names are left alone)."""
-    missing = set(_TEMPLATE_VAR.findall(template)) - set(values)
-    if missing:
-        raise KeyError(f"no value for {sorted(missing)}")
-    return _TEMPLATE_VAR.sub(lambda m: values[m.group(1)], template)
 
 
 # --------------------------------------------------------------------------- Dockerfile

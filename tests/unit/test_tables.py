@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from chat import protocol
 from chat.records import Message
 from tables import (
+    activity,
     conversations,
     inbox,
     presence_subscribers,
@@ -784,3 +785,42 @@ def test_subscribers_capped_oldest_first() -> None:
     row = presence_subscribers.subscribe(row, "new", 1)
     assert "s5" in row and "s6" not in row
     assert len(row) == cap
+
+
+# --------------------------------------------------------------------------- activity
+
+
+def _message(seq: int, sender: str, ts: int) -> Any:
+    return {
+        "conversation_id": "c",
+        "seq": seq,
+        "sender": sender,
+        "body": "x",
+        "ts": ts,
+        "client_msg_id": f"m{seq}",
+    }
+
+
+def test_activity_counts_each_seq_once() -> None:
+    row = activity.empty()
+    for seq, sender, ts in ((1, "a", 100), (2, "b", 150), (3, "a", 200)):
+        row, counted = activity.count(row, _message(seq, sender, ts))
+        assert counted
+    again, counted = activity.count(row, _message(2, "b", 150))
+    assert not counted and again == row
+    assert row["messages"] == 3 and row["last_seq"] == 3
+    assert row["senders"] == {"a": 2, "b": 1}
+    assert (row["first_ts"], row["last_ts"]) == (100, 200)
+
+
+def test_activity_public_lists_top_senders_by_count_then_name() -> None:
+    row = activity.empty()
+    for seq, sender in enumerate(["b", "a", "b", "c", "a"], start=1):
+        row, _ = activity.count(row, _message(seq, sender, seq))
+    public = activity.public("c", row)
+    assert public["senders"] == 3
+    assert public["top_senders"] == [
+        {"user": "a", "messages": 2},
+        {"user": "b", "messages": 2},
+        {"user": "c", "messages": 1},
+    ]
