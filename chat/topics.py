@@ -35,6 +35,14 @@ KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 ONE_DAY = {"retention.ms": str(24 * 3600 * 1000)}
 ONE_HOUR = {"retention.ms": str(3600 * 1000)}
+# A worker recovers a table by reading its whole changelog. Kafka compacts only closed segments,
+# so they are rolled every 10 minutes (not after 7 days or 1 GiB) and cleaned once a fifth of the
+# log is superseded rows: a restart then reads about one row per key, not every write.
+CHANGELOG = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(10 * 60 * 1000),
+    "min.cleanable.dirty.ratio": "0.2",
+}
 
 
 # Faust tables and the partitioning of their keys (their changelogs are created with them).
@@ -70,7 +78,7 @@ def changelog_specs(settings: Settings) -> list[TopicSpec]:
                     key,
                     "worker (table writes)",
                     "worker (recovery, standbys)",
-                    {"cleanup.policy": "compact"},
+                    dict(CHANGELOG),
                 )
             )
     return specs

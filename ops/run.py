@@ -37,10 +37,16 @@ def main() -> None:
     data_dir = os.environ.get("CHAT_DATA_DIR", str(REPO / ".data"))
     sup = Supervisor(log_dir=Path(data_dir) / "logs" / "app")
     stopping = False
+    started = False
+
+    class Interrupted(Exception):
+        pass
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
+        if not started:
+            raise Interrupted  # out of the (blocking) wait for readiness; `finally` stops all
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -57,7 +63,11 @@ def main() -> None:
             edges = (settings.edge_port, settings.edge_port + 1)
             sup.start(nginx_spec("nginx", settings.lb_port, edges, Path(data_dir) / "nginx"))
             entry = f"http://127.0.0.1:{settings.lb_port}"
-        sup.wait_ready(timeout=180)
+        # Workers recover their tables from the changelogs before they are ready: with a long
+        # history that takes minutes (docs/operations.md), so wait generously.
+        print("waiting for the edges, the sink and the workers (table recovery) ...", flush=True)
+        sup.wait_ready(timeout=900)
+        started = True
         print(
             f"\nchat is up in {time.monotonic() - t0:.1f}s:\n"
             f"  web client   {entry}/   (edges: http://127.0.0.1:{settings.edge_port}/ "
@@ -79,6 +89,8 @@ def main() -> None:
                     )
                     stopping = True
             time.sleep(0.5)
+    except Interrupted:
+        pass
     finally:
         print("stopping ...", flush=True)
         sup.stop_all()
