@@ -6,6 +6,7 @@ Every process (edge, stream worker, sink, chatctl) builds a :class:`Settings` wi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, fields
 from typing import Any
@@ -43,6 +44,7 @@ class Settings:
     edge_slot: int = -1  # -1: lease a free slot from Redis
     allowed_origins: tuple[str, ...] = ()
     # Peers (e.g. the nginx in front) whose X-Forwarded-For names the real client address.
+    # Addresses or CIDR ranges (10.0.0.0/8) of the proxies whose X-Forwarded-For is believed.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
     # Where workers and the sink serve /healthz, /readyz and /metrics (0.0.0.0 in containers).
     metrics_host: str = "127.0.0.1"
@@ -157,8 +159,20 @@ def _validate(settings: Settings) -> None:
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"CHAT_{name.upper()} must be positive")
+    try:
+        trusted_networks(settings.trusted_proxies)
+    except ValueError as exc:
+        raise SettingsError(f"CHAT_TRUSTED_PROXIES: {exc}") from None
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise SettingsError("CHAT_TLS_CERT and CHAT_TLS_KEY must be set together")
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(entries: tuple[str, ...]) -> list[IPNetwork]:
+    """``CHAT_TRUSTED_PROXIES`` entries as networks: an address is a /32 (or /128)."""
+    return [ipaddress.ip_network(entry, strict=False) for entry in entries]
 
 
 def describe() -> list[tuple[str, str]]:

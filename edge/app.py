@@ -7,6 +7,7 @@ Kafka chat.deliver[slot] ──▶ on_delivery ──▶ Session.send ──▶ 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 import uuid
@@ -20,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat import protocol
 from chat.protocol import ProtocolError
-from chat.settings import Settings
+from chat.settings import IPNetwork, Settings, trusted_networks
 from edge import metrics, rest
 from edge.auth import Identity, TokenVerifier, Unauthorized, authenticate
 from edge.commands import CommandContext, RateLimited, handle_frame
@@ -42,6 +43,7 @@ class Edge:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.trusted_proxies = trusted_networks(settings.trusted_proxies)
         self.edge_id = uuid.uuid4().hex
         self.verifier = TokenVerifier(settings)
         self.registry = SessionRegistry()
@@ -179,7 +181,7 @@ class Edge:
         if not self._origin_allowed(request):
             metrics.upgrades_refused.labels("origin").inc()
             return json_error(403, "forbidden")
-        ip = client_address(request, self.settings.trusted_proxies)
+        ip = client_address(request, self.trusted_proxies)
         verdict = await self.limiter.check(
             Limit("upgrade", self.settings.upgrades_per_min / 60.0, self.settings.upgrades_per_min),
             ip,
@@ -356,14 +358,26 @@ def observe_latency(session: Session, frame: dict[str, Any]) -> None:
             metrics.ack_seconds.observe(time.monotonic() - started)
 
 
-def client_address(request: web.Request, trusted_proxies: tuple[str, ...]) -> str:
+def client_address(request: web.Request, trusted: list[IPNetwork]) -> str:
+    return client_ip(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+
+
+def client_ip(peer: str | None, forwarded: str | None, trusted: list[IPNetwork]) -> str:
     """The client's IP: the peer, or the last X-Forwarded-For hop when the peer is a trusted
     proxy (nginx appends the address it saw; earlier hops are client-controlled)."""
-    peer = request.remote or "?"
-    forwarded = request.headers.get("X-Forwarded-For")
-    if forwarded and peer in trusted_proxies:
+    if not peer:
+        return "?"
+    if forwarded and is_trusted(peer, trusted):
         return forwarded.split(",")[-1].strip() or peer
     return peer
+
+
+def is_trusted(peer: str, trusted: list[IPNetwork]) -> bool:
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False  # not an IP (a unix socket): never a trusted proxy
+    return any(address in network for network in trusted)
 
 
 def json_error(status: int, error: str) -> web.Response:

@@ -178,3 +178,23 @@ def test_every_field_round_trips_through_its_variable() -> None:
         settings = load_settings({name: default})
         field = name[len("CHAT_") :].lower()
         assert getattr(settings, field) == getattr(Settings(), field), name
+
+
+def test_trusted_proxies_take_addresses_and_cidr_ranges() -> None:
+    from chat.settings import trusted_networks
+    from edge.app import client_ip
+
+    trusted = trusted_networks(("127.0.0.1", "10.0.0.0/8", "fd00::/8"))
+    # A trusted proxy's last X-Forwarded-For hop is the client; earlier hops are not believed.
+    assert client_ip("10.1.2.3", "6.6.6.6, 203.0.113.9", trusted) == "203.0.113.9"
+    assert client_ip("127.0.0.1", "203.0.113.9", trusted) == "203.0.113.9"
+    assert client_ip("fd00::1", "2001:db8::7", trusted) == "2001:db8::7"
+    # Anyone else's header is ignored.
+    assert client_ip("11.0.0.1", "203.0.113.9", trusted) == "11.0.0.1"
+    assert client_ip("10.1.2.3", None, trusted) == "10.1.2.3"
+    assert client_ip(None, "203.0.113.9", trusted) == "?"
+
+
+def test_a_bad_trusted_proxy_entry_is_refused_at_start() -> None:
+    with pytest.raises(SettingsError, match="CHAT_TRUSTED_PROXIES"):
+        load_settings({"CHAT_TRUSTED_PROXIES": "10.0.0.0/33"})
