@@ -775,7 +775,7 @@ def test_kafka_is_a_single_kraft_node() -> None:
     assert any(str(v).endswith(":" + env["KAFKA_LOG_DIRS"]) for v in services["kafka"]["volumes"])
 
 
-def test_monitoring_configs_are_valid_and_point_at_the_edges() -> None:
+def test_monitoring_configs_are_valid_and_scrape_every_app_process() -> None:
     services = compose_doc()["services"]
     prom = load_yaml(PROMETHEUS)
     targets = {
@@ -784,12 +784,26 @@ def test_monitoring_configs_are_valid_and_point_at_the_edges() -> None:
         for sc in job.get("static_configs", [])
         for t in sc["targets"]
     }
-    edges = {
-        f"{n}:{service_env(s)['CHAT_EDGE_PORT']}"
-        for n, s in services.items()
-        if is_app(s) and command_of(s)[0] == "edge"
+    metrics_port = {
+        "edge": "CHAT_EDGE_PORT",
+        "worker": "CHAT_WORKER_WEB_PORT",
+        "sink": "CHAT_SINK_METRICS_PORT",
     }
-    assert targets == edges
+    expected = {
+        f"{n}:{service_env(s)[metrics_port[command_of(s)[0]]]}"
+        for n, s in services.items()
+        if is_app(s) and command_of(s)[0] in metrics_port
+    }
+    assert targets == expected
+    # Workers and the sink bind their metrics port to localhost unless told otherwise.
+    for n, s in services.items():
+        if is_app(s) and command_of(s)[0] in ("worker", "sink"):
+            assert service_env(s).get("CHAT_METRICS_HOST") == "0.0.0.0", n
+    # The alert rules and the dashboard are mounted where the configs look for them.
+    volumes = {v.split(":")[1] for v in services["prometheus"]["volumes"] if v.startswith("./")}
+    assert "/etc/prometheus/rules" in volumes
+    grafana = {v.split(":")[1] for v in services["grafana"]["volumes"] if v.startswith("./")}
+    assert "/etc/grafana/dashboards" in grafana
     for job in prom["scrape_configs"]:
         assert job["job_name"] and job.get("metrics_path", "/metrics") == "/metrics"
     datasources = [load_yaml(p) for p in sorted(GRAFANA_DATASOURCES.glob("*.yml"))]
