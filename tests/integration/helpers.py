@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiohttp
 from pymongo import AsyncMongoClient
 
 from tests.client import ChatClient
@@ -54,3 +55,28 @@ async def create_direct(client: ChatClient, other: str) -> dict[str, Any]:
     assert reply["type"] == "ok", reply
     conversation: dict[str, Any] = reply["conversation"]
     return conversation
+
+
+# The headers of a WebSocket upgrade made by hand (RFC 6455's sample key).
+UPGRADE_HEADERS = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+async def raw_upgrade(
+    http: aiohttp.ClientSession,
+    url: str,
+    params: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """A WebSocket upgrade made by hand, to read the HTTP status and JSON body of a refusal
+    (``ws_connect`` only raises)."""
+    async with http.get(url, params=params, headers={**UPGRADE_HEADERS, **(headers or {})}) as r:
+        try:
+            body = await r.json(content_type=None)
+        except ValueError:
+            body = None
+        return r.status, body

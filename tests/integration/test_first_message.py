@@ -7,7 +7,13 @@ import aiohttp
 
 from chat import protocol
 from tests.integration.conftest import App
-from tests.integration.helpers import create_direct, eventually, stored_messages, synced
+from tests.integration.helpers import (
+    create_direct,
+    eventually,
+    raw_upgrade,
+    stored_messages,
+    synced,
+)
 
 
 async def test_message_crosses_both_edges_and_lands_in_store(app: App, clients, user_ids) -> None:
@@ -96,18 +102,9 @@ async def test_bad_input_gets_errors_and_connection_stays_usable(
 async def test_upgrade_without_valid_token_is_refused(app: App) -> None:
     async with aiohttp.ClientSession() as http:
         for params in ({}, {"access_token": "not-a-jwt"}):
-            async with http.get(
-                app.edges[0] + "/v1/ws",
-                params=params,
-                headers={
-                    "Upgrade": "websocket",
-                    "Connection": "Upgrade",
-                    "Sec-WebSocket-Version": "13",
-                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                },
-            ) as resp:
-                assert resp.status == 401
-                assert await resp.json() == {"error": "unauthorized"}
+            status, body = await raw_upgrade(http, app.edges[0] + "/v1/ws", params)
+            assert status == 401
+            assert body == {"error": "unauthorized"}
 
 
 async def test_health_endpoints(app: App) -> None:

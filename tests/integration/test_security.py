@@ -16,7 +16,13 @@ from cryptography.x509.oid import NameOID
 from ops.supervisor import edge_spec
 from tests.client import ChatClient
 from tests.integration.conftest import TEST_ENV, App
-from tests.integration.helpers import create_direct, eventually, stored_messages, synced
+from tests.integration.helpers import (
+    create_direct,
+    eventually,
+    raw_upgrade,
+    stored_messages,
+    synced,
+)
 
 
 async def start_extra_edge(app: App, index: int, port: int, slot: int, **env: str) -> str:
@@ -109,18 +115,11 @@ async def test_connections_per_user_are_limited_across_edges(app: App, clients, 
         )
         clients.append(third)
         async with aiohttp.ClientSession() as http:
-            async with http.get(
-                "http://127.0.0.1:28091/v1/ws",
-                params={"access_token": app.token(user_ids.alice)},
-                headers={
-                    "Upgrade": "websocket",
-                    "Connection": "Upgrade",
-                    "Sec-WebSocket-Version": "13",
-                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                },
-            ) as resp:
-                assert resp.status == 429
-                assert await resp.json() == {"error": "too_many_connections"}
+            status, body = await raw_upgrade(
+                http, "http://127.0.0.1:28091/v1/ws", {"access_token": app.token(user_ids.alice)}
+            )
+            assert status == 429
+            assert body == {"error": "too_many_connections"}
         # Closing one frees a place (once the edge has seen the close).
         await third.close()
 
@@ -148,18 +147,8 @@ async def test_origin_allowlist(app: App, user_ids) -> None:
         url = "http://127.0.0.1:28092/v1/ws"
         params = {"access_token": app.token(user_ids.alice)}
         async with aiohttp.ClientSession() as http:
-            async with http.get(
-                url,
-                params=params,
-                headers={
-                    "Origin": "https://evil.example.net",
-                    "Upgrade": "websocket",
-                    "Connection": "Upgrade",
-                    "Sec-WebSocket-Version": "13",
-                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                },
-            ) as resp:
-                assert resp.status == 403
+            status, _ = await raw_upgrade(http, url, params, {"Origin": "https://evil.example.net"})
+            assert status == 403
             ws = await http.ws_connect(url, params=params, origin="https://chat.example.com")
             await ws.send_json({"type": "ping", "id": 1})
             assert (await ws.receive_json(timeout=10)) == {"type": "pong", "id": 1}
@@ -237,20 +226,10 @@ async def test_websocket_upgrades_are_limited_per_ip(app: App, user_ids) -> None
                 sockets.append(
                     await http.ws_connect(url, params={"access_token": app.token(user_ids.a)})
                 )
-            async with http.get(
-                url,
-                params={"access_token": app.token(user_ids.a)},
-                headers={
-                    "Upgrade": "websocket",
-                    "Connection": "Upgrade",
-                    "Sec-WebSocket-Version": "13",
-                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                },
-            ) as resp:
-                assert resp.status == 429
-                body = await resp.json()
-                assert body["error"] == "rate_limited"
-                assert isinstance(body["retry_after_ms"], int) and body["retry_after_ms"] > 0
+            status, body = await raw_upgrade(http, url, {"access_token": app.token(user_ids.a)})
+            assert status == 429
+            assert body["error"] == "rate_limited"
+            assert isinstance(body["retry_after_ms"], int) and body["retry_after_ms"] > 0
             # The sessions already open are not affected.
             await sockets[0].send_json({"type": "ping", "id": 1})
             assert (await sockets[0].receive_json(timeout=10)) == {"type": "pong", "id": 1}
