@@ -12,7 +12,7 @@ import faust
 
 from chat.logs import json_logging_config
 from chat.settings import Settings, load_settings
-from chat.topics import changelog_name
+from chat.topics import CONVERSATION_TABLES, USER_TABLES, changelog_name
 from tables import (
     activity,
     conversations,
@@ -106,15 +106,20 @@ def _table(name: str, partitions: int) -> Any:
     )
 
 
-# Keyed by conversation_id, co-partitioned with chat.commands; owned by the router.
-conversations_table = _table(conversations.TABLE, settings.conversation_partitions)
-sequences_table = _table(sequences.TABLE, settings.conversation_partitions)
-receipts_table = _table(receipts.TABLE, settings.conversation_partitions)
-typing_table = _table(typing_state.TABLE, settings.conversation_partitions)
+# Every table, declared from the lists that also create their changelogs (chat/topics.py).
+# Keyed by conversation_id, co-partitioned with chat.commands; keyed by user_id, with chat.users.
+tables: dict[str, Any] = {
+    **{name: _table(name, settings.conversation_partitions) for name in CONVERSATION_TABLES},
+    **{name: _table(name, settings.user_partitions) for name in USER_TABLES},
+}
+# Owned by the router.
+conversations_table = tables[conversations.TABLE]
+sequences_table = tables[sequences.TABLE]
+receipts_table = tables[receipts.TABLE]
+typing_table = tables[typing_state.TABLE]
 # Owned by the activity agent (the example agent, topologies/activity.py).
-activity_table = _table(activity.TABLE, settings.conversation_partitions)
-
-# Keyed by user_id, co-partitioned with chat.users; owned by the sessions agent.
-sessions_table = _table(sessions.TABLE, settings.user_partitions)
-inbox_table = _table(inbox.TABLE, settings.user_partitions)
-presence_subscribers_table = _table(presence_subscribers.TABLE, settings.user_partitions)
+activity_table = tables[activity.TABLE]
+# Owned by the sessions agent.
+sessions_table = tables[sessions.TABLE]
+inbox_table = tables[inbox.TABLE]
+presence_subscribers_table = tables[presence_subscribers.TABLE]
