@@ -1,14 +1,16 @@
 """One live WebSocket session and the registry of the sessions this edge holds.
 
-Each session has one outbound queue drained by one writer task, so frames for a session leave
-in the order they were handed over: a ``sync`` answer (which may read the store first) is a queue
-item too, and live messages that arrive meanwhile wait behind it.
+Each session has one outbound queue drained by at most one writer task (started when something
+is queued, ended when the queue is empty), so frames for a session leave in the order they were
+handed over: a ``sync`` answer (which may read the store first) is a queue item too, and live
+messages that arrive meanwhile wait behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,6 +59,23 @@ class WrittenSeqs:
 
 
 class Session:
+    # An edge holds tens of thousands of mostly idle sessions: no per-instance dict, and the
+    # writer task exists only while there is something to write.
+    __slots__ = (
+        "_closer",
+        "_queue",
+        "_socket_gone",
+        "_writer",
+        "_written",
+        "closing",
+        "id",
+        "invalid_frames",
+        "pending_sends",
+        "user",
+        "watching",
+        "ws",
+    )
+
     def __init__(self, session_id: str, user: str, ws: web.WebSocketResponse) -> None:
         self.id = session_id
         self.user = user
@@ -68,8 +87,9 @@ class Session:
         self.pending_sends: dict[str, float] = {}
         self._closer: asyncio.Future[None] | None = None
         self._written: WrittenSeqs | None = None  # made on the first message: idle is cheap
-        self._queue: asyncio.Queue[QueueItem] = asyncio.Queue()
-        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{session_id}")
+        self._queue: deque[QueueItem] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._socket_gone = False
 
     def send(self, frame: dict[str, Any]) -> None:
         self._enqueue(protocol.encode(frame))
@@ -110,7 +130,7 @@ class Session:
         return self._written.first_time(conversation_id, seq)
 
     def _enqueue(self, item: QueueItem) -> None:
-        if self._queue.qsize() >= MAX_QUEUED_FRAMES:
+        if len(self._queue) >= MAX_QUEUED_FRAMES:
             # A client that does not read its socket must not make the edge buffer without end.
             if not self.closing:
                 log.warning("slow consumer, closing", extra={"session": self.id, "user": self.user})
@@ -119,11 +139,20 @@ class Session:
                     self.close(WSCloseCode.TRY_AGAIN_LATER, "too slow")
                 )
             return
-        self._queue.put_nowait(item)
+        if self._socket_gone:
+            return  # the reader side is cleaning up; nothing can be written any more
+        self._push(item)
+
+    def _push(self, item: QueueItem) -> None:
+        self._queue.append(item)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
-        while True:
-            item = await self._queue.get()
+        """Write the queue in order until it is empty, then end (the next item starts a new
+        writer). Items queued while a write is awaited are taken by this same loop."""
+        while self._queue:
+            item = self._queue.popleft()
             try:
                 if isinstance(item, str):
                     await self.ws.send_str(item)
@@ -136,7 +165,9 @@ class Session:
                 else:
                     await item()
             except (ConnectionError, RuntimeError):
-                return  # socket closed; the reader side cleans up
+                self._socket_gone = True  # socket closed; the reader side cleans up
+                self._queue.clear()
+                return
             except Exception:
                 log.exception("writer failed", extra={"session": self.id})
 
@@ -147,15 +178,18 @@ class Session:
         async def job() -> None:
             await self.close(code, message)
 
-        self._queue.put_nowait(job)
+        self._push(job)
 
     async def close(self, code: int, message: str) -> None:
         if not self.ws.closed:
             await self.ws.close(code=code, message=message.encode())
 
     async def stop(self) -> None:
-        self._writer.cancel()
-        await asyncio.gather(self._writer, return_exceptions=True)
+        self._socket_gone = True
+        self._queue.clear()
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
 
 
 class SessionRegistry:
