@@ -11,14 +11,13 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 
 from chat.topics import CONVERSATION_TABLES, USER_TABLES, changelog_name
 from sinks.replay import replay_store
 from tests.conftest import TEST_ENV, App
 from tests.faults.test_process_faults import report
-from tests.integration.helpers import create_direct, eventually, synced
+from tests.integration.helpers import create_direct, eventually, synced, topic_records
 
 
 async def snapshot(app: App, db: str, cids: list[str]) -> dict[str, Any]:
@@ -91,28 +90,14 @@ async def test_replay_store_rebuilds_an_identical_read_side(app: App, clients, u
 async def table_contents(app: App, app_id: str, table: str) -> dict[str, Any]:
     """The latest row of every key in a table's changelog (a tombstone removes the key)."""
     settings = replace(app.settings, worker_app_id=app_id)
-    consumer = AIOKafkaConsumer(
-        changelog_name(settings, table),
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     rows: dict[str, Any] = {}
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=2000)
-            if not batch:
-                return rows
-            for records in batch.values():
-                for record in records:
-                    key = record.key.decode()
-                    if record.value is None:
-                        rows.pop(key, None)
-                    else:
-                        rows[key] = orjson.loads(record.value)
-    finally:
-        await consumer.stop()
+    for record in await topic_records(settings.kafka_bootstrap, changelog_name(settings, table)):
+        key = record.key.decode()
+        if record.value is None:
+            rows.pop(key, None)
+        else:
+            rows[key] = orjson.loads(record.value)
+    return rows
 
 
 async def test_replay_tables_rebuilds_identical_tables(app: App, clients, user_ids) -> None:

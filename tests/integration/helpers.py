@@ -8,8 +8,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer
 from pymongo import AsyncMongoClient
 
+from chat.topics import changelog_name
 from tests.client import ChatClient
 
 T = TypeVar("T")
@@ -80,3 +83,35 @@ async def raw_upgrade(
         except ValueError:
             body = None
         return r.status, body
+
+
+async def topic_records(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` from its beginning, read until nothing more arrives; in order
+    within each partition, so the last record of a key is its latest."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=1500):
+            for records in batch.values():
+                found.extend(records)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def live_session_of(app: Any, user: str) -> tuple[str, int]:
+    """The session id and edge slot of the user's one live session, from the sessions table's
+    changelog (the latest row of the user)."""
+    changelog = changelog_name(app.settings, "sessions")
+    rows = [
+        r
+        for r in await topic_records(app.settings.kafka_bootstrap, changelog)
+        if r.key == user.encode()
+    ]
+    row = orjson.loads(rows[-1].value) if rows and rows[-1].value else None
+    assert row and len(row["sessions"]) == 1, row
+    ((session_id, live),) = row["sessions"].items()
+    return session_id, int(live["slot"])

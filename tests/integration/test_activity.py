@@ -5,31 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from tests.integration.conftest import App
-from tests.integration.helpers import create_direct, eventually, synced
+from tests.integration.helpers import create_direct, eventually, synced, topic_records
 
 
 async def latest_activity(app: App, cid: str) -> dict[str, Any] | None:
     """The last record of ``cid`` on the compacted ``chat.activity`` topic."""
-    consumer = AIOKafkaConsumer(
-        app.settings.topic("activity"),
-        bootstrap_servers=app.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    latest = None
-    try:
-        while batch := await consumer.getmany(timeout_ms=1000):
-            for records in batch.values():
-                for record in records:
-                    if record.key == cid.encode():
-                        latest = orjson.loads(record.value)
-    finally:
-        await consumer.stop()
-    return latest
+    records = await topic_records(app.settings.kafka_bootstrap, app.settings.topic("activity"))
+    mine = [r for r in records if r.key == cid.encode()]
+    return orjson.loads(mine[-1].value) if mine else None
 
 
 async def send(client, cid: str, n: int, prefix: str) -> None:  # type: ignore[no-untyped-def]

@@ -13,28 +13,17 @@ from aiokafka import AIOKafkaConsumer
 
 from chat.topics import changelog_name
 from tests.integration.conftest import App
-from tests.integration.helpers import create_direct, eventually, synced
+from tests.integration.helpers import create_direct, eventually, synced, topic_records
 
 
 async def partitions_of_keys(bootstrap: str, topic: str, keys: set[str]) -> dict[str, set[int]]:
     """Every partition in which a record with one of ``keys`` (raw bytes) was found."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
     found: dict[str, set[int]] = {}
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=1500)
-            if not batch:
-                return found
-            for tp, records in batch.items():
-                for record in records:
-                    key = (record.key or b"").decode()
-                    if key in keys:
-                        found.setdefault(key, set()).add(tp.partition)
-    finally:
-        await consumer.stop()
+    for record in await topic_records(bootstrap, topic):
+        key = (record.key or b"").decode()
+        if key in keys:
+            found.setdefault(key, set()).add(record.partition)
+    return found
 
 
 async def test_table_rows_live_in_the_partition_of_their_source(

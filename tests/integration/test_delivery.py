@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from chat.records import delivery
-from chat.topics import changelog_name
 from tests.integration.conftest import App
-from tests.integration.helpers import create_direct, synced
+from tests.integration.helpers import create_direct, live_session_of, synced
 
 
 async def test_gapless_order_seen_by_every_member(app: App, clients, user_ids) -> None:
@@ -155,30 +153,3 @@ async def test_a_repeated_delivery_reaches_the_session_once(app: App, clients, u
     await bob.wait_for(lambda f: f["type"] == "message" and f["seq"] == 4)
     got = [f["seq"] for f in bob.frames if f["type"] == "message" and f["conversation_id"] == cid]
     assert got == [1, 2, 3, 4]
-
-
-async def live_session_of(app: App, user: str) -> tuple[str, int]:
-    """The session id and edge slot of the user's one live session, from the sessions table's
-    changelog (the latest row of the user)."""
-    consumer = AIOKafkaConsumer(
-        changelog_name(app.settings, "sessions"),
-        bootstrap_servers=app.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    row = None
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=1500)
-            if not batch:
-                break
-            for records in batch.values():
-                for record in records:
-                    if record.key == user.encode():
-                        row = orjson.loads(record.value) if record.value else None
-    finally:
-        await consumer.stop()
-    assert row and len(row["sessions"]) == 1, row
-    ((session_id, live),) = row["sessions"].items()
-    return session_id, int(live["slot"])

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 
+from aiokafka import AIOKafkaProducer
+
+from chat.records import delivery
 from ops.supervisor import edge_spec
 from tests.client import ChatClient
 from tests.integration.conftest import TEST_ENV, App
-from tests.integration.helpers import synced
+from tests.integration.helpers import UPGRADE_HEADERS, eventually, live_session_of, synced
 
 
 async def test_frame_over_64k_closes_with_1009(app: App, clients, user_ids) -> None:
@@ -83,3 +87,74 @@ async def test_dead_edge_sessions_expire_and_users_go_offline(app: App, clients,
         assert loop.time() - t0 < 30
     finally:
         sup.kill(spec.name)
+
+
+async def test_a_client_that_stops_reading_is_closed_not_buffered(
+    app: App, clients, user_ids
+) -> None:
+    """A session whose client does not read its socket may queue up to 10,000 frames on the
+    edge; beyond that the edge closes it (1013) instead of buffering without end, and the node
+    goes on serving everyone else."""
+    port = int(app.edges[0].rsplit(":", 1)[1])
+    # A hand-made client with a tiny receive window that never reads after the upgrade.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    token = app.token(user_ids.slow)
+    writer.write(
+        (
+            f"GET /v1/ws?access_token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in UPGRADE_HEADERS.items())
+            + "\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    session_id, slot = await eventually(lambda: _session_or_none(app, user_ids.slow))
+
+    def frame(seq: int) -> dict[str, object]:
+        return {
+            "type": "message",
+            "conversation_id": f"dm:{user_ids.alice}:{user_ids.slow}",
+            "seq": seq,
+            "sender": user_ids.alice,
+            "body": "x" * 2000,
+            "ts": 1,
+            "client_msg_id": f"c{seq}",
+        }
+
+    producer = AIOKafkaProducer(bootstrap_servers=app.settings.kafka_bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        sends = [
+            await producer.send(
+                app.settings.topic("deliver"), delivery([session_id], frame(seq)), partition=slot
+            )
+            for seq in range(1, 12_001)
+        ]
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+
+    # The edge gives up on the session: its socket reaches EOF once the little that was
+    # written is read (12,000 frames of 2 KB would be 24 MB).
+    received = 0
+    async with asyncio.timeout(60):
+        while chunk := await reader.read(65536):
+            received += len(chunk)
+    writer.close()
+    assert received < 12_000 * 2000 // 2, received
+    # The node still serves others.
+    bob = await app.client(user_ids.bob, edge=0)
+    clients.append(bob)
+    assert (await bob.request({"type": "ping"}))["type"] == "pong"
+
+
+async def _session_or_none(app: App, user: str) -> tuple[str, int] | None:
+    try:
+        return await live_session_of(app, user)
+    except AssertionError:
+        return None
