@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
@@ -45,5 +46,14 @@ async def _seek_to_committed_or_beginning(self: AIOKafkaConsumerThread) -> Any:
 
 
 def apply() -> None:
+    # The patches and the outbox rely on these internals: fail at start, loudly, if an upgrade
+    # of faust-streaming moved them (pyproject.toml bounds the version for the same reason).
+    for owner, name in (
+        (Recovery, "_seek_offsets"),
+        (AIOKafkaConsumerThread, "seek_to_committed"),
+        (MemoryStore, "apply_changelog_batch"),
+    ):
+        if not hasattr(owner, name):
+            raise RuntimeError(f"faust-streaming changed: {owner.__name__}.{name} is gone")
     Recovery._seek_offsets = _seek_offsets_clamped  # type: ignore[method-assign]
     AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed_or_beginning  # type: ignore[method-assign]
