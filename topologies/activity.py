@@ -11,7 +11,6 @@ of each conversation on a compacted topic that dashboards or other services can 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from chat import records
@@ -31,9 +30,7 @@ from topologies.outbox import Outbox
 @app.agent(messages_topic, concurrency=1)
 async def count_activity(stream: Any) -> None:
     async for events in stream.take_events(1000, within=settings.worker_batch_ms / 1000):
-        metrics.event_age_seconds.labels("activity").observe(
-            time.time() - events[0].message.timestamp
-        )
+        metrics.observe_batch_age("activity", events)
         outbox = Outbox(app, deliver_topic, outputs=not settings.worker_rebuild)
         changed: set[str] = set()
         for event in events:
@@ -50,7 +47,4 @@ async def count_activity(stream: Any) -> None:
             outbox.produce(
                 activity_topic, cid, activity.public(cid, outbox.row(activity_table, cid))
             )
-        with metrics.batch_publish_seconds.labels("activity").time():
-            await outbox.publish()
-        metrics.events_processed.labels("activity").inc(len(events))
-        metrics.batch_events.labels("activity").observe(len(events))
+        await outbox.publish_batch("activity", events)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 events_processed = Counter(
@@ -35,3 +39,8 @@ event_age_seconds = Histogram(
     ["agent"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+
+def observe_batch_age(agent: str, events: Sequence[Any]) -> None:
+    """How long the batch's first event waited in Kafka before ``agent`` took it."""
+    event_age_seconds.labels(agent).observe(time.time() - events[0].message.timestamp)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,13 @@ class Outbox:
     def reply_when_durable(self, slot: int, session: str, frame: dict[str, Any]) -> None:
         """A reply that promises durability (``message.ack``, ``ok``); produced in step 3."""
         self._replies.append((slot, records.delivery([session], frame)))
+
+    async def publish_batch(self, agent: str, events: Sequence[Any]) -> None:
+        """:meth:`publish`, timed, and the batch counted, in ``agent``'s metrics."""
+        with metrics.batch_publish_seconds.labels(agent).time():
+            await self.publish()
+        metrics.events_processed.labels(agent).inc(len(events))
+        metrics.batch_events.labels(agent).observe(len(events))
 
     async def publish(self) -> None:
         """Make the batch durable, even if the agent is cancelled meanwhile.

@@ -49,17 +49,12 @@ def event_time_ms(event: Any) -> int:
 @app.agent(commands_topic, concurrency=1)
 async def route_commands(stream: Any) -> None:
     async for events in stream.take_events(1000, within=settings.worker_batch_ms / 1000):
-        metrics.event_age_seconds.labels("router").observe(
-            time.time() - events[0].message.timestamp
-        )
+        metrics.observe_batch_age("router", events)
         outbox = Outbox(app, deliver_topic, outputs=not settings.worker_rebuild)
         for event in events:
             command = records.loads(event.value)
             handle_command(outbox, command, event_time_ms(event))
-        with metrics.batch_publish_seconds.labels("router").time():
-            await outbox.publish()
-        metrics.events_processed.labels("router").inc(len(events))
-        metrics.batch_events.labels("router").observe(len(events))
+        await outbox.publish_batch("router", events)
 
 
 def handle_command(outbox: Outbox, command: dict[str, Any], at: int) -> None:

@@ -41,9 +41,7 @@ _presence_writes: set[asyncio.Task[None]] = set()
 @app.agent(users_topic, concurrency=1)
 async def route_users(stream: Any) -> None:
     async for events in stream.take_events(1000, within=settings.worker_batch_ms / 1000):
-        metrics.event_age_seconds.labels("sessions").observe(
-            time.time() - events[0].message.timestamp
-        )
+        metrics.observe_batch_age("sessions", events)
         outbox = Outbox(app, deliver_topic, outputs=not settings.worker_rebuild)
         presence_changes: list[tuple[str, str, int]] = []
         for event in events:
@@ -56,12 +54,9 @@ async def route_users(stream: Any) -> None:
                 continue
             if change is not None:
                 presence_changes.append(change)
-        with metrics.batch_publish_seconds.labels("sessions").time():
-            await outbox.publish()
+        await outbox.publish_batch("sessions", events)
         if presence_changes and not settings.worker_rebuild:
             write_presence_cache(presence_changes)
-        metrics.events_processed.labels("sessions").inc(len(events))
-        metrics.batch_events.labels("sessions").observe(len(events))
 
 
 def handle_user_event(
