@@ -12,7 +12,7 @@ import time
 
 from tests.conftest import STACK, App
 from tests.faults.load import background_load
-from tests.integration.helpers import synced
+from tests.integration.helpers import alice_and_bob, create_direct, send_acked, synced
 
 REPORT = os.environ.get("CHAT_FAULT_REPORT", ".data/fault-report.jsonl")
 
@@ -167,28 +167,12 @@ async def test_sync_while_the_store_is_behind(app: App, clients, user_ids) -> No
     """A sync that needs messages the sink has not stored yet answers ``unavailable`` rather
     than a gap; once the sink catches up, the same sync returns them all, in order."""
     sup = app.supervisor
-    alice = await app.client(user_ids.alice, edge=0)
-    bob = await app.client(user_ids.bob, edge=1)
-    clients += [alice, bob]
-    for c in (alice, bob):
-        await synced(c)
-    cid = (
-        await alice.request(
-            {"type": "conversation.create", "kind": "direct", "members": [bob.user]}
-        )
-    )["conversation"]["id"]
+    alice, bob = await alice_and_bob(app, clients, user_ids)
+    cid = (await create_direct(alice, bob.user))["id"]
     await in_thread(sup.stop, "sink")
     try:
         for i in range(3):
-            ack = await alice.request(
-                {
-                    "type": "message.send",
-                    "conversation_id": cid,
-                    "client_msg_id": f"m{i}",
-                    "body": f"{i}",
-                }
-            )
-            assert ack["type"] == "message.ack", ack
+            await send_acked(alice, cid, f"m{i}", f"{i}")
         for seq in (1, 2, 3):
             await bob.wait_for(lambda f, seq=seq: f["type"] == "message" and f["seq"] == seq)
         # Confirmed: the inbox lets them go, so a sync from 0 has to read them from the store.

@@ -8,7 +8,13 @@ import subprocess
 import aiohttp
 
 from tests.conftest import STACK, App
-from tests.integration.helpers import create_direct, eventually, stored_messages, synced
+from tests.integration.helpers import (
+    alice_and_bob,
+    create_direct,
+    eventually,
+    send_acked,
+    stored_messages,
+)
 
 
 def redis(action: str) -> None:
@@ -16,11 +22,7 @@ def redis(action: str) -> None:
 
 
 async def test_redis_outage_degrades_without_losing_messages(app: App, clients, user_ids) -> None:
-    alice = await app.client(user_ids.alice, edge=0)
-    bob = await app.client(user_ids.bob, edge=1)
-    clients += [alice, bob]
-    for c in (alice, bob):
-        await synced(c)
+    alice, bob = await alice_and_bob(app, clients, user_ids)
     cid = (await create_direct(alice, bob.user))["id"]
     watch = await alice.request({"type": "presence.subscribe", "users": [bob.user]})
     assert watch["presence"][0]["status"] == "online"
@@ -30,16 +32,7 @@ async def test_redis_outage_degrades_without_losing_messages(app: App, clients, 
         # Sending and delivery do not need Redis; rate limits fall back to local buckets.
         acks = []
         for i in range(20):
-            ack = await alice.request(
-                {
-                    "type": "message.send",
-                    "conversation_id": cid,
-                    "client_msg_id": f"o{i}",
-                    "body": f"during {i}",
-                }
-            )
-            assert ack["type"] == "message.ack", ack
-            acks.append(ack["seq"])
+            acks.append((await send_acked(alice, cid, f"o{i}", f"during {i}"))["seq"])
         await bob.wait_for(lambda f: len(bob.messages(cid)) == 20, timeout=30)
         assert [m["seq"] for m in bob.messages(cid)] == acks
         # Presence look-ups say so plainly.

@@ -17,7 +17,14 @@ from chat.topics import CONVERSATION_TABLES, USER_TABLES, changelog_name
 from sinks.replay import replay_store
 from tests.conftest import TEST_ENV, App
 from tests.faults.test_process_faults import report
-from tests.integration.helpers import create_direct, eventually, synced, topic_records
+from tests.integration.helpers import (
+    alice_and_bob,
+    create_direct,
+    eventually,
+    send_acked,
+    synced,
+    topic_records,
+)
 
 
 async def snapshot(app: App, db: str, cids: list[str]) -> dict[str, Any]:
@@ -103,21 +110,14 @@ async def table_contents(app: App, app_id: str, table: str) -> dict[str, Any]:
 async def test_replay_tables_rebuilds_identical_tables(app: App, clients, user_ids) -> None:
     """Every table rebuilt from the input topics under a new application id equals the live one
     (the whole suite's history so far, plus a group with messages, receipts and typing)."""
-    alice = await app.client(user_ids.alice, edge=0)
-    bob = await app.client(user_ids.bob, edge=1)
-    clients += [alice, bob]
-    for c in (alice, bob):
-        await synced(c)
+    alice, bob = await alice_and_bob(app, clients, user_ids)
     group = (
         await alice.request(
             {"type": "conversation.create", "kind": "group", "members": [bob.user], "title": "t"}
         )
     )["conversation"]["id"]
     for i in range(20):
-        ack = await alice.request(
-            {"type": "message.send", "conversation_id": group, "client_msg_id": f"{i}", "body": "x"}
-        )
-        assert ack["type"] == "message.ack"
+        await send_acked(alice, group, f"{i}")
     await bob.wait_for(lambda f: len(bob.messages(group)) == 20)
     await bob.send({"type": "message.delivered", "conversation_id": group, "seq": 20})
     await bob.send({"type": "receipt.read", "conversation_id": group, "seq": 12})

@@ -115,3 +115,29 @@ async def live_session_of(app: Any, user: str) -> tuple[str, int]:
     assert row and len(row["sessions"]) == 1, row
     ((session_id, live),) = row["sessions"].items()
     return session_id, int(live["slot"])
+
+
+async def alice_and_bob(app: Any, clients: list[ChatClient], names: Any) -> list[ChatClient]:
+    """``names.alice`` on edge 0 and ``names.bob`` on edge 1, both synced (so everything sent to
+    them from now on arrives live), and closed with the test's other clients."""
+    pair = [await app.client(names.alice, edge=0), await app.client(names.bob, edge=1)]
+    clients += pair
+    for client in pair:
+        await synced(client)
+    return pair
+
+
+async def send_acked(
+    client: ChatClient, conversation_id: str, client_msg_id: str, body: str = "x"
+) -> dict[str, Any]:
+    """``message.send``, asserting that the answer is its ``message.ack``."""
+    ack = await client.request(
+        {
+            "type": "message.send",
+            "conversation_id": conversation_id,
+            "client_msg_id": client_msg_id,
+            "body": body,
+        }
+    )
+    assert ack["type"] == "message.ack", ack
+    return ack

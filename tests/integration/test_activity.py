@@ -8,7 +8,14 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from tests.integration.conftest import App
-from tests.integration.helpers import create_direct, eventually, synced, topic_records
+from tests.integration.helpers import (
+    alice_and_bob,
+    create_direct,
+    eventually,
+    send_acked,
+    synced,
+    topic_records,
+)
 
 
 async def latest_activity(app: App, cid: str) -> dict[str, Any] | None:
@@ -20,23 +27,11 @@ async def latest_activity(app: App, cid: str) -> dict[str, Any] | None:
 
 async def send(client, cid: str, n: int, prefix: str) -> None:  # type: ignore[no-untyped-def]
     for i in range(n):
-        ack = await client.request(
-            {
-                "type": "message.send",
-                "conversation_id": cid,
-                "client_msg_id": f"{prefix}{i}",
-                "body": "x",
-            }
-        )
-        assert ack["type"] == "message.ack", ack
+        await send_acked(client, cid, f"{prefix}{i}")
 
 
 async def test_activity_counts_messages_per_sender(app: App, clients, user_ids) -> None:
-    alice = await app.client(user_ids.alice, edge=0)
-    bob = await app.client(user_ids.bob, edge=1)
-    clients += [alice, bob]
-    for c in (alice, bob):
-        await synced(c)
+    alice, bob = await alice_and_bob(app, clients, user_ids)
     cid = (await create_direct(alice, bob.user))["id"]
     await send(alice, cid, 5, "a")
     await send(bob, cid, 3, "b")

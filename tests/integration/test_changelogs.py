@@ -13,7 +13,13 @@ from aiokafka import AIOKafkaConsumer
 
 from chat.topics import changelog_name
 from tests.integration.conftest import App
-from tests.integration.helpers import create_direct, eventually, synced, topic_records
+from tests.integration.helpers import (
+    create_direct,
+    eventually,
+    send_acked,
+    synced,
+    topic_records,
+)
 
 
 async def partitions_of_keys(bootstrap: str, topic: str, keys: set[str]) -> dict[str, set[int]]:
@@ -37,15 +43,7 @@ async def test_table_rows_live_in_the_partition_of_their_source(
     for i in range(12):
         conversation = await create_direct(alice, f"{user_ids.peer}-{i}")
         conversation_ids.add(conversation["id"])
-        ack = await alice.request(
-            {
-                "type": "message.send",
-                "conversation_id": conversation["id"],
-                "client_msg_id": f"m{i}",
-                "body": "hi",
-            }
-        )
-        assert ack["type"] == "message.ack", ack
+        await send_acked(alice, conversation["id"], f"m{i}", "hi")
 
     commands = await partitions_of_keys(
         settings.kafka_bootstrap, settings.topic("commands"), conversation_ids

@@ -16,7 +16,13 @@ from aiohttp import WSMsgType
 
 from tests.client import ChatClient
 from tests.integration.conftest import App
-from tests.integration.helpers import create_direct, eventually, stored_messages, synced
+from tests.integration.helpers import (
+    create_direct,
+    eventually,
+    send_acked,
+    stored_messages,
+    synced,
+)
 from tests.integration.test_security import start_extra_edge
 
 FRAMES = int(os.environ.get("CHAT_FUZZ_FRAMES", "10000"))
@@ -140,16 +146,7 @@ async def test_live_fuzz_leaves_the_edge_serving_and_data_intact(
                 sent += 1
                 if sent % 500 == 0:
                     # A real user keeps chatting through the noise.
-                    ack = await alice.request(
-                        {
-                            "type": "message.send",
-                            "conversation_id": cid,
-                            "client_msg_id": f"good{sent}",
-                            "body": f"{sent}",
-                        }
-                    )
-                    assert ack["type"] == "message.ack", ack
-                    acked.append(ack)
+                    acked.append(await send_acked(alice, cid, f"good{sent}", f"{sent}"))
                     # Drain replies so the edge is never blocked on our socket.
                     while True:
                         try:

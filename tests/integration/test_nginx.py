@@ -14,7 +14,7 @@ from ops.nginx_local import nginx_binary, nginx_spec
 from ops.supervisor import REPO
 from tests.client import ChatClient
 from tests.conftest import EDGE_PORTS, App
-from tests.integration.helpers import create_direct, eventually, synced
+from tests.integration.helpers import create_direct, eventually, send_acked, synced
 
 LB_PORT = 28000
 
@@ -62,10 +62,7 @@ async def test_websockets_through_nginx_reach_both_edges_and_talk(
 
     alice, bob = opened[0], opened[1]
     cid = (await create_direct(alice, bob.user))["id"]
-    ack = await alice.request(
-        {"type": "message.send", "conversation_id": cid, "client_msg_id": "n1", "body": "via lb"}
-    )
-    assert ack["type"] == "message.ack", ack
+    await send_acked(alice, cid, "n1", "via lb")
     got = await bob.wait_for(lambda f: f["type"] == "message" and f["conversation_id"] == cid)
     assert got["body"] == "via lb"
 
