@@ -16,9 +16,11 @@ test: install test-tools  ## Install what is missing, start the services, run th
 	bash ops/test.sh
 
 # Debian packages: nginx (the load balancer in front of the local edges, for `make run` and the
-# tests), and Chromium, which only the web client's end-to-end test needs.
+# tests), Chromium, which only the web client's end-to-end test needs, and iproute2 (`ss`, which
+# a test reads the edges' listen backlog with).
 test-tools:
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v ss >/dev/null || test -x /bin/ss || missing="$$missing iproute2"; \
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

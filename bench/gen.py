@@ -523,6 +523,7 @@ class Generator:
         sync: bool,
         cursors: Callable[[BaseClient], dict[str, int] | None] | None = None,
         done_at: dict[int, float] | None = None,
+        connected_at: dict[int, float] | None = None,
     ) -> list[str]:
         sem = asyncio.Semaphore(concurrency)
         failed: list[str] = []
@@ -533,6 +534,8 @@ class Generator:
                 for attempt in range(CONNECT_ATTEMPTS):
                     try:
                         await c.connect()
+                        if connected_at is not None:
+                            connected_at[c.index] = time.time()
                         if sync:
                             await c.sync(cursors(c) if cursors else None)
                         if done_at is not None:
@@ -709,9 +712,13 @@ class Generator:
 
         await asyncio.sleep(max(0.0, start - time.time()))
         synced: dict[int, float] = {}
-        failed = await self._connect_all(
-            clients, int(cmd.get("concurrency", 10_000)), True, cursors, synced
+        connected: dict[int, float] = {}
+        connecting = asyncio.create_task(
+            self._connect_all(
+                clients, int(cmd.get("concurrency", 10_000)), True, cursors, synced, connected
+            )
         )
+        failed: list[str] = []
         done: dict[int, float] = {}
         deadline = time.time() + float(cmd.get("timeout", 60.0))
         last_report = 0.0
@@ -732,15 +739,21 @@ class Generator:
                 if c.index in synced and c.index not in done:
                     if c.received_since_mark >= expected.get(c.user, 0):
                         done[c.index] = now
-            if len(done) + len(failed) >= len(clients):
-                break
+            if connecting.done():
+                failed = connecting.result()
+                if len(done) + len(failed) >= len(clients):
+                    break
             await asyncio.sleep(0.01)
+        if not connecting.done():
+            connecting.cancel()
         times = [max(synced[i], done[i]) - start for i in done]
         return {
             "done": len(done),
             "failed": len(failed),
             "errors": failed[:5],
             "times": times,
+            "connected_times": [t - start for t in connected.values()],
+            "synced_times": [t - start for t in synced.values()],
             "received": sum(c.received_since_mark for c in clients),
         }
 

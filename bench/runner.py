@@ -793,6 +793,9 @@ class Bench:
             "seconds": round(float(times.max()), 2) if all_done and times.size else None,
             "p50_s": round(float(np.percentile(times, 50)), 2) if times.size else None,
             "p99_s": round(float(np.percentile(times, 99)), 2) if times.size else None,
+            # The phases, to tell a slow upgrade from a slow sync answer.
+            "connected_s": percentiles_s([t for r in replies for t in r["connected_times"]]),
+            "sync_done_s": percentiles_s([t for r in replies for t in r["synced_times"]]),
             "lost": check["lost"],
             "lost_examples": check["examples"],
             "duplicated": counts["duplicated"],
@@ -818,6 +821,18 @@ class Bench:
             f" delivered {r['delivered']}/{r['expected']}, lost {r['lost']},"
             f" dup {r['duplicated']}, reordered {r['reordered']}, errors {r['send_errors']}"
         )
+
+
+def percentiles_s(values: list[float]) -> dict[str, float] | None:
+    """p50/p99/max of seconds since the storm started, or None when nothing got that far."""
+    if not values:
+        return None
+    a = np.array(values, dtype=float)
+    return {
+        "p50": round(float(np.percentile(a, 50)), 2),
+        "p99": round(float(np.percentile(a, 99)), 2),
+        "max": round(float(a.max()), 2),
+    }
 
 
 def fmt_ms(v: float | None) -> str:

@@ -27,6 +27,8 @@ class Settings:
     # Backends
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis connections per process; a caller beyond them waits for a free one.
+    redis_max_connections: int = 256
     mongo_url: str = "mongodb://127.0.0.1:27017/"
     mongo_db: str = "chat"
     # Authentication
@@ -40,6 +42,10 @@ class Settings:
     # Edge node
     edge_host: str = "127.0.0.1"
     edge_port: int = 8080
+    # Connections the kernel queues before the edge accepts them (capped by
+    # net.core.somaxconn). A reconnect storm overflows a short queue, and every dropped SYN
+    # costs its client a retransmit: 1, 3, 7, 15 s.
+    edge_listen_backlog: int = 4096
     lb_port: int = 8000  # make run: nginx in front of both edges (0: no nginx)
     edge_slot: int = -1  # -1: lease a free slot from Redis
     allowed_origins: tuple[str, ...] = ()
@@ -156,6 +162,8 @@ def _validate(settings: Settings) -> None:
         "connections_per_user",
         "max_group_members",
         "worker_batch_ms",
+        "edge_listen_backlog",
+        "redis_max_connections",
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"CHAT_{name.upper()} must be positive")

@@ -37,6 +37,7 @@ def main() -> None:
             build_app(settings),
             host=settings.edge_host,
             port=settings.edge_port,
+            backlog=settings.edge_listen_backlog,
             ssl_context=ssl_context,
             access_log=None,
             print=None,

@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat import protocol
 from chat.protocol import ProtocolError
+from chat.redis_pool import connect_redis
 from chat.settings import IPNetwork, Settings, trusted_networks
 from edge import metrics, rest
 from edge.auth import Identity, TokenVerifier, Unauthorized, authenticate
@@ -47,9 +47,7 @@ class Edge:
         self.edge_id = uuid.uuid4().hex
         self.verifier = TokenVerifier(settings)
         self.registry = SessionRegistry()
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
-        )
+        self.redis = connect_redis(settings)
         self.limiter = RateLimiter(self.redis)
         self.kafka = KafkaIO(settings, self.on_delivery)
         self.store = Store(settings, self.redis)

@@ -14,10 +14,9 @@ import logging
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from chat import protocol, records
 from chat.keys import edge_alive_key, presence_key
+from chat.redis_pool import connect_redis
 from tables import inbox, presence_subscribers, sessions
 from tables.sessions import SessionsRow
 from topologies import metrics
@@ -34,7 +33,7 @@ from topologies.outbox import Outbox
 from topologies.router import event_time_ms
 
 log = logging.getLogger("chat.sessions")
-redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
+redis_client = connect_redis(settings)
 _presence_writes: set[asyncio.Task[None]] = set()
 
 
