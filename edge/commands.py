@@ -139,6 +139,8 @@ async def on_sync(ctx: CommandContext, session: Session, frame: ClientFrame) -> 
 
 
 async def on_presence_subscribe(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    if session.watching is None:
+        session.watching = set()
     for user in frame.fields["users"]:
         if user not in session.watching:
             await ctx.kafka.send_user_event(

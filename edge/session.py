@@ -68,6 +68,7 @@ class Session:
         "_writer",
         "_written",
         "closing",
+        "expires_at",
         "id",
         "invalid_frames",
         "pending_sends",
@@ -76,18 +77,23 @@ class Session:
         "ws",
     )
 
-    def __init__(self, session_id: str, user: str, ws: web.WebSocketResponse) -> None:
+    def __init__(
+        self, session_id: str, user: str, ws: web.WebSocketResponse, expires_at: float
+    ) -> None:
         self.id = session_id
         self.user = user
         self.ws = ws
-        self.watching: set[str] = set()  # users whose presence this session subscribed to
+        self.expires_at = expires_at  # the token's exp (epoch seconds): closed with 4003 then
+        # Users whose presence this session subscribed to; most sessions never do.
+        self.watching: set[str] | None = None
         self.invalid_frames = 0
         self.closing = False
         # client_msg_id -> monotonic time the send arrived, for the ack latency histogram.
         self.pending_sends: dict[str, float] = {}
         self._closer: asyncio.Future[None] | None = None
         self._written: WrittenSeqs | None = None  # made on the first message: idle is cheap
-        self._queue: deque[QueueItem] = deque()
+        # Both exist only while frames wait to be written: an empty deque alone is ~700 bytes.
+        self._queue: deque[QueueItem] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._socket_gone = False
 
@@ -130,7 +136,7 @@ class Session:
         return self._written.first_time(conversation_id, seq)
 
     def _enqueue(self, item: QueueItem) -> None:
-        if len(self._queue) >= MAX_QUEUED_FRAMES:
+        if self._queue is not None and len(self._queue) >= MAX_QUEUED_FRAMES:
             # A client that does not read its socket must not make the edge buffer without end.
             if not self.closing:
                 log.warning("slow consumer, closing", extra={"session": self.id, "user": self.user})
@@ -144,13 +150,23 @@ class Session:
         self._push(item)
 
     def _push(self, item: QueueItem) -> None:
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(item)
-        if self._writer is None or self._writer.done():
+        if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
         """Write the queue in order until it is empty, then end (the next item starts a new
         writer). Items queued while a write is awaited are taken by this same loop."""
+        try:
+            await self._write_queued()
+        finally:
+            # Idle again (or stopped): the next item makes a new queue and a new writer.
+            self._queue = None
+            self._writer = None
+
+    async def _write_queued(self) -> None:
         while self._queue:
             item = self._queue.popleft()
             try:
@@ -166,7 +182,6 @@ class Session:
                     await item()
             except (ConnectionError, RuntimeError):
                 self._socket_gone = True  # socket closed; the reader side cleans up
-                self._queue.clear()
                 return
             except Exception:
                 log.exception("writer failed", extra={"session": self.id})
@@ -186,7 +201,7 @@ class Session:
 
     async def stop(self) -> None:
         self._socket_gone = True
-        self._queue.clear()
+        self._queue = None
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -195,24 +210,25 @@ class Session:
 class SessionRegistry:
     def __init__(self) -> None:
         self.sessions: dict[str, Session] = {}
-        self.by_user: dict[str, set[str]] = {}
+        self.sessions_per_user: dict[str, int] = {}
 
     def add(self, session: Session) -> None:
         self.sessions[session.id] = session
-        self.by_user.setdefault(session.user, set()).add(session.id)
+        self.sessions_per_user[session.user] = self.sessions_per_user.get(session.user, 0) + 1
         metrics.connections.set(len(self.sessions))
 
     def remove(self, session: Session) -> None:
-        self.sessions.pop(session.id, None)
-        ids = self.by_user.get(session.user)
-        if ids is not None:
-            ids.discard(session.id)
-            if not ids:
-                del self.by_user[session.user]
+        if self.sessions.pop(session.id, None) is None:
+            return
+        left = self.sessions_per_user[session.user] - 1
+        if left:
+            self.sessions_per_user[session.user] = left
+        else:
+            del self.sessions_per_user[session.user]
         metrics.connections.set(len(self.sessions))
 
     def get(self, session_id: str) -> Session | None:
         return self.sessions.get(session_id)
 
     def count_for(self, user: str) -> int:
-        return len(self.by_user.get(user, ()))
+        return self.sessions_per_user.get(user, 0)
