@@ -257,11 +257,23 @@ def targets_summary(results: dict[str, Any]) -> list[str]:
         )
     cap = results.get("capacity")
     if cap:
-        ok = cap["idle_connections"] >= 20000 and cap["rss_per_connection_kib"] <= 20
-        at_scale = cap["attempted"] >= 20000 or cap["rss_per_connection_kib"] > 20
+        # Two targets in one: the memory holds at any scale; the count needs 20,000 file
+        # descriptors, which a machine's hard limit may not allow one process.
+        memory_ok = cap["rss_per_connection_kib"] <= 20
+        count_ok = cap["idle_connections"] >= 20000
+        limit = cap.get("edge_nofile_limit")
+        capped = not count_ok and limit is not None and limit <= 20000
+        count = (
+            "met"
+            if count_ok
+            else f"NOT met: this machine's open-file limit ({limit}) caps one process"
+            if capped
+            else verdict(False, cap["attempted"] >= 20000)
+        )
         out.append(
-            f"{cap['idle_connections']} idle connections at {cap['rss_per_connection_kib']} KiB"
-            f" each (target >= 20,000 at <= 20 KiB): {verdict(ok, at_scale)}"
+            f"{cap['idle_connections']} idle connections (target >= 20,000): {count};"
+            f" {cap['rss_per_connection_kib']} KiB each (target <= 20 KiB):"
+            f" {'met' if memory_ok else 'NOT met'}"
         )
     rc = results.get("reconnect")
     if rc:
