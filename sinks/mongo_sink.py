@@ -137,10 +137,11 @@ class MongoSink:
             group_id=settings.sink_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # The broker holds a fetch until 32 KiB or 100 ms have gathered: under load the
-            # sink writes fewer, larger batches; the store lags live delivery by ~0.1 s more.
+            # The broker holds a fetch until 32 KiB or 50 ms have gathered: under load the
+            # sink writes fewer, larger batches; the store (REST reads, old history in a
+            # sync) trails live delivery by up to 50 ms more.
             fetch_min_bytes=32 * 1024,
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=50,
             max_poll_records=settings.sink_batch,
         )
         self.healthy = False

@@ -55,6 +55,8 @@ async def test_receipts_are_monotonic_broadcast_and_served(app: App, clients, us
                 f"{app.edges[1]}/v1/conversations/{cid}/receipts",
                 headers={"Authorization": f"Bearer {app.token(alice.user)}"},
             ) as r:
+                if r.status == 404:
+                    return None  # the sink has not stored the new conversation yet
                 assert r.status == 200
                 body = await r.json()
         got = body["receipts"].get(bob.user)
