@@ -4,8 +4,10 @@
     chat.conversations ─┼─▶ mongo sink ──▶ messages / conversations / receipts collections
     chat.receipts ──┘
 
-Upserts on natural keys (``_id`` = ``<conversation_id>:<seq>``, the conversation id,
-``<conversation_id>|<user>``), so replaying any part of a topic is harmless. Offsets are
+Writes on natural keys (``_id`` = ``<conversation_id>:<seq>``, the conversation id,
+``<conversation_id>|<user>``): a message is inserted once (a replayed one is refused as a
+duplicate key), the rest are upserts with ``$max``, so replaying any part of a topic is
+harmless. Offsets are
 committed only after a batch is written: when MongoDB is down the sink retries the same batch
 and never commits past an unsaved record.
 """
@@ -26,7 +28,7 @@ from chat.settings import Settings
 
 log = logging.getLogger("chat.sink")
 
-written = Counter("chat_sink_documents_total", "Documents upserted", ["collection"])
+written = Counter("chat_sink_documents_total", "Documents written", ["collection"])
 retries = Counter("chat_sink_retries_total", "Batches retried after a MongoDB error")
 batch_size = Histogram(
     "chat_sink_batch_size",
