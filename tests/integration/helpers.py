@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -141,3 +142,13 @@ async def send_acked(
     )
     assert ack["type"] == "message.ack", ack
     return ack
+
+
+def listen_backlog(port: int) -> int:
+    """The accept-queue capacity of the socket listening on ``port`` (``ss`` shows it as a
+    listening socket's Send-Q)."""
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out, f"nothing listens on {port}"
+    return int(out[2])

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import subprocess
 import uuid
 from pathlib import Path
 
 from chat.keys import connections_key
 from chat.redis_pool import connect_redis
 from tests.integration.conftest import EDGE_PORTS, App
+from tests.integration.helpers import listen_backlog
 
 
 async def test_the_redis_pool_queues_callers_beyond_its_size(app: App) -> None:
@@ -27,15 +27,10 @@ async def test_the_redis_pool_queues_callers_beyond_its_size(app: App) -> None:
 
 
 def test_the_edges_listen_with_a_long_backlog(app: App) -> None:
-    # For a listening socket, `ss` shows the accept queue's capacity as Send-Q.
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     expected = min(app.settings.edge_listen_backlog, somaxconn)
     for port in EDGE_PORTS:
-        out = subprocess.run(
-            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
-        ).stdout.split()
-        assert out, f"nothing listens on {port}"
-        assert int(out[2]) == expected, (port, out)
+        assert listen_backlog(port) == expected, port
 
 
 async def test_a_burst_of_upgrades_is_counted_in_redis(app: App, user_ids) -> None:

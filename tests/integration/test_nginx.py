@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,7 +15,13 @@ from ops.nginx_local import nginx_binary, nginx_spec
 from ops.supervisor import REPO
 from tests.client import ChatClient
 from tests.conftest import EDGE_PORTS, App
-from tests.integration.helpers import create_direct, eventually, send_acked, synced
+from tests.integration.helpers import (
+    create_direct,
+    eventually,
+    listen_backlog,
+    send_acked,
+    synced,
+)
 
 LB_PORT = 28000
 
@@ -78,6 +85,11 @@ async def test_websockets_through_nginx_reach_both_edges_and_talk(
         return seqs if seqs == [1] else None
 
     assert await eventually(stored) == [1]
+
+
+def test_nginx_listens_with_a_long_backlog(balancer: str) -> None:
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert listen_backlog(int(balancer.rsplit(":", 1)[1])) == min(4096, somaxconn)
 
 
 async def test_nginx_hides_metrics_and_answers_its_own_health(balancer: str, http) -> None:
