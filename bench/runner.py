@@ -772,7 +772,7 @@ class Bench:
             )
         replies = task.result()
         window = self.stats.report("reconnect")
-        times = np.array([t for r in replies for t in r["times"]], dtype=float)
+        complete_s = percentiles_s([t for r in replies for t in r["times"]])
         done = sum(r["done"] for r in replies)
         collected = await call_all(
             self.gens,
@@ -790,9 +790,9 @@ class Bench:
             "synced": done,
             "failed": sum(r["failed"] for r in replies),
             "errors": [e for r in replies for e in r["errors"]][:5],
-            "seconds": round(float(times.max()), 2) if all_done and times.size else None,
-            "p50_s": round(float(np.percentile(times, 50)), 2) if times.size else None,
-            "p99_s": round(float(np.percentile(times, 99)), 2) if times.size else None,
+            "seconds": complete_s["max"] if all_done and complete_s else None,
+            "p50_s": complete_s["p50"] if complete_s else None,
+            "p99_s": complete_s["p99"] if complete_s else None,
             # The phases, to tell a slow upgrade from a slow sync answer.
             "connected_s": percentiles_s([t for r in replies for t in r["connected_times"]]),
             "sync_done_s": percentiles_s([t for r in replies for t in r["synced_times"]]),
