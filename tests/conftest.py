@@ -25,19 +25,25 @@ from ops.topics import ensure_topics
 from tests.client import ChatClient
 
 STACK = str(REPO / "ops" / "stack" / "stack.sh")
+# Two suites can share one stack (e.g. two developers' checkouts on one machine): each takes a
+# lane, CHAT_TEST_LANE=0..9, which names its topics, groups and database and shifts its ports.
+LANE = int(os.environ.get("CHAT_TEST_LANE", "0"))
+NAMESPACE = "chattest" if LANE == 0 else f"chattest{LANE}"
+PORT_SHIFT = 100 * LANE
 TEST_ENV = {
     "CHAT_ENV": "dev",
-    "CHAT_TOPIC_PREFIX": "chattest",
-    "CHAT_WORKER_APP_ID": "chattest-worker",
-    "CHAT_SINK_GROUP": "chattest-sink",
-    "CHAT_MONGO_DB": "chattest",
-    "CHAT_SINK_METRICS_PORT": "26070",
+    "CHAT_TOPIC_PREFIX": NAMESPACE,
+    "CHAT_WORKER_APP_ID": f"{NAMESPACE}-worker",
+    "CHAT_SINK_GROUP": f"{NAMESPACE}-sink",
+    "CHAT_MONGO_DB": NAMESPACE,
+    "CHAT_SINK_METRICS_PORT": str(26070 + PORT_SHIFT),
     # Generous limits: the suite sends fast on purpose; rate-limit tests set their own.
     "CHAT_MESSAGES_PER_S": "1000",
     "CHAT_MESSAGES_BURST": "2000",
     "CHAT_UPGRADES_PER_MIN": "100000",
 }
-EDGE_PORTS = (28080, 28081)
+EDGE_PORTS = (28080 + PORT_SHIFT, 28081 + PORT_SHIFT)
+WORKER_PORT = 26066 + PORT_SHIFT
 
 
 @dataclass
@@ -58,12 +64,12 @@ def app_processes() -> Iterator[App]:
     subprocess.run([STACK, "start"], check=True)
     settings = load_settings({**os.environ, **TEST_ENV})
     asyncio.run(ensure_topics(settings))
-    log_dir = Path(os.environ.get("CHAT_DATA_DIR", REPO / ".data")) / "logs" / "test-app"
+    log_dir = Path(os.environ.get("CHAT_DATA_DIR", REPO / ".data")) / "logs" / f"test-app{LANE}"
     sup = Supervisor(log_dir=log_dir, base_env={**os.environ, **TEST_ENV})
     try:
         for i in range(2):
-            sup.start(worker_spec(i, {}, 26066 + i))
-        sup.start(sink_spec({}, 26070))
+            sup.start(worker_spec(i, {}, WORKER_PORT + i))
+        sup.start(sink_spec({}, 26070 + PORT_SHIFT))
         for i, port in enumerate(EDGE_PORTS):
             sup.start(edge_spec(i, {}, port, i))
         sup.wait_ready(timeout=180)

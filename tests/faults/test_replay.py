@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient
 
 from chat.topics import CONVERSATION_TABLES, USER_TABLES, changelog_name
 from sinks.replay import replay_store
-from tests.conftest import TEST_ENV, App
+from tests.conftest import NAMESPACE, TEST_ENV, App
 from tests.faults.test_process_faults import report
 from tests.integration.helpers import (
     alice_and_bob,
@@ -127,7 +127,7 @@ async def test_replay_tables_rebuilds_identical_tables(app: App, clients, user_i
     # The server ends the typing after 6 s: wait for it, so that the live row is final.
     await bob.wait_for(lambda f: f["type"] == "typing" and f["state"] == "stop", timeout=20)
 
-    app_id = f"chattest-rebuild-{uuid.uuid4().hex[:8]}"
+    app_id = f"{NAMESPACE}-rebuild-{uuid.uuid4().hex[:8]}"
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from ops.supervisor import edge_spec, worker_spec
-from tests.conftest import TEST_ENV, App
+from tests.conftest import TEST_ENV, WORKER_PORT, App
 from tests.faults.load import background_load
 from tests.faults.test_process_faults import in_thread, report
 
@@ -19,7 +19,7 @@ async def test_live_scale_out_and_in(app: App, clients, user_ids) -> None:
     """Add a third worker and a third edge under load, move recipients onto the new edge, then
     remove the new worker again: the rebalances lose nothing."""
     sup = app.supervisor
-    extra_worker = worker_spec(2, TEST_ENV, 26068)
+    extra_worker = worker_spec(2, TEST_ENV, WORKER_PORT + 2)
     extra_edge = edge_spec(3, TEST_ENV, 28095, 3)
     try:
         async with background_load(app, user_ids.tag) as load:

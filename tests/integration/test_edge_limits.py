@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from chat.records import delivery
 from ops.supervisor import edge_spec
 from tests.client import ChatClient
-from tests.integration.conftest import TEST_ENV, App
+from tests.integration.conftest import EDGE_PORTS, TEST_ENV, App
 from tests.integration.helpers import UPGRADE_HEADERS, eventually, live_session_of, synced
 
 
@@ -60,7 +60,7 @@ async def test_session_closes_with_4003_when_token_expires(app: App, user_ids) -
 async def test_dead_edge_sessions_expire_and_users_go_offline(app: App, clients, user_ids) -> None:
     """kill -9 an edge: its sessions are expired by the workers (liveness key in Redis) and
     their users go offline within 30 s."""
-    port = 28082
+    port = EDGE_PORTS[1] + 1
     sup = app.supervisor
     spec = edge_spec(9, {}, port, 2)
     spec.env.update(TEST_ENV)
