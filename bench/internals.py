@@ -14,9 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
+# Every histogram the bench reads; tests/integration/test_bench_metrics.py checks that each one
+# is in the live /metrics output, so a renamed metric fails a test instead of silently dropping
+# out of the report.
 WORKER_SERIES = ("chat_worker_batch_events", "chat_worker_batch_publish_seconds")
 EDGE_SERIES = (
-    "chat_edge_produce_seconds",
+    "chat_edge_kafka_produce_seconds",
     "chat_edge_ack_latency_seconds",
     "chat_edge_delivery_latency_seconds",
 )
