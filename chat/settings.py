@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -34,6 +35,9 @@ class Settings:
     # Authentication
     jwt_secret: str = DEV_JWT_SECRET
     jwt_public_key: str = ""
+    # A JWKS file (or a directory of *.json JWKS/JWK files): several keys accepted at once,
+    # each token's `kid` choosing its key, so keys rotate without a flag day.
+    jwt_jwks: str = ""
     jwt_algorithms: tuple[str, ...] = ()
     jwt_audience: str = ""
     jwt_issuer: str = ""
@@ -49,6 +53,11 @@ class Settings:
     lb_port: int = 8000  # make run: nginx in front of both edges (0: no nginx)
     edge_slot: int = -1  # -1: lease a free slot from Redis
     allowed_origins: tuple[str, ...] = ()
+    # Origins (http(s)://host[:port]) the web client may open its WebSocket to besides the
+    # page's own; also the Content-Security-Policy's connect-src. Nothing else gets the token.
+    web_edges: tuple[str, ...] = ()
+    # One-time WebSocket tickets (POST /v1/ws-ticket): how long one stays redeemable.
+    ws_ticket_ttl_s: int = 30
     # Peers (e.g. the nginx in front) whose X-Forwarded-For names the real client address.
     # Addresses or CIDR ranges (10.0.0.0/8) of the proxies whose X-Forwarded-For is believed.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
@@ -69,6 +78,25 @@ class Settings:
     upgrades_per_min: int = 30
     connections_per_user: int = 10
     invalid_frames_before_close: int = 50
+    # Per-user token buckets of the other frame types (message.send and typing above).
+    conversation_ops_per_s: float = 1.0  # conversation.create, add_members, remove_members
+    conversation_ops_burst: int = 20
+    receipts_per_s: float = 50.0  # message.delivered, receipt.read
+    receipts_burst: int = 200
+    syncs_per_s: float = 1.0
+    syncs_burst: int = 10
+    # presence.subscribe / presence.query cost one token per user named (at least one).
+    presence_users_per_s: float = 100.0
+    presence_users_burst: int = 1000
+    pings_per_s: float = 2.0
+    pings_burst: int = 20
+    # REST calls: per authenticated user, and per client IP (unauthenticated calls too).
+    rest_per_s: float = 10.0
+    rest_burst: int = 50
+    rest_ip_per_s: float = 50.0
+    rest_ip_burst: int = 200
+    # A session's outbound queue, in bytes of queued frames (the frame count is capped apart).
+    max_queued_bytes: int = 4 * 1024 * 1024
     # Topology
     topic_prefix: str = "chat"
     conversation_partitions: int = 8
@@ -92,6 +120,8 @@ class Settings:
     sink_group: str = "chat-mongo-sink"
     sink_batch: int = 500
     sink_metrics_port: int = 6070
+    # make run: start (and at exit stop) the local services; false uses the running ones.
+    run_stack: bool = True
     # Logging
     log_level: str = "INFO"
 
@@ -164,6 +194,22 @@ def _validate(settings: Settings) -> None:
         "worker_batch_ms",
         "edge_listen_backlog",
         "redis_max_connections",
+        "conversation_ops_per_s",
+        "conversation_ops_burst",
+        "receipts_per_s",
+        "receipts_burst",
+        "syncs_per_s",
+        "syncs_burst",
+        "presence_users_per_s",
+        "presence_users_burst",
+        "pings_per_s",
+        "pings_burst",
+        "rest_per_s",
+        "rest_burst",
+        "rest_ip_per_s",
+        "rest_ip_burst",
+        "max_queued_bytes",
+        "ws_ticket_ttl_s",
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"CHAT_{name.upper()} must be positive")
@@ -171,9 +217,18 @@ def _validate(settings: Settings) -> None:
         trusted_networks(settings.trusted_proxies)
     except ValueError as exc:
         raise SettingsError(f"CHAT_TRUSTED_PROXIES: {exc}") from None
+    for origin in settings.web_edges:
+        if not _ORIGIN_RE.fullmatch(origin):
+            raise SettingsError(
+                f"CHAT_WEB_EDGES: {origin!r} is not an origin (http(s)://host[:port], no path)"
+            )
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise SettingsError("CHAT_TLS_CERT and CHAT_TLS_KEY must be set together")
 
+
+# An origin as a browser writes it: scheme, host, optional port, nothing else (it goes into a
+# Content-Security-Policy header, so no spaces, quotes or semicolons can pass).
+_ORIGIN_RE = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

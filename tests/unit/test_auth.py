@@ -401,3 +401,129 @@ def test_authenticate() -> None:
     req = make_mocked_request("GET", f"/v1/ws?access_token={hs_token(secret=OTHER_SECRET)}")
     with pytest.raises(Unauthorized):
         authenticate(req, verifier)
+
+
+# --------------------------------------------------------------------------- weak secrets, JWKS
+
+
+@pytest.mark.parametrize("length", [1, 16, 31])
+def test_weak_hs256_secret_refused_outside_dev(length: int) -> None:
+    with pytest.raises(SettingsError, match="at least 32"):
+        TokenVerifier(load_settings({}, env="production", jwt_secret="k" * length))
+    # In dev a short secret is allowed (local experiments), and 32 bytes is enough anywhere.
+    TokenVerifier(load_settings({}, env="dev", jwt_secret="k" * length))
+    TokenVerifier(load_settings({}, env="production", jwt_secret="k" * 32))
+
+
+def test_weak_secret_counts_bytes_not_characters() -> None:
+    # 16 characters, 32 bytes in UTF-8: long enough.
+    TokenVerifier(load_settings({}, env="production", jwt_secret="é" * 16))
+    with pytest.raises(SettingsError):
+        TokenVerifier(load_settings({"CHAT_ENV": "production", "CHAT_JWT_SECRET": "short"}))
+
+
+def oct_jwk(kid: str, secret: bytes, **extra: Any) -> dict[str, Any]:
+    return {"kty": "oct", "kid": kid, "k": b64(secret), **extra}
+
+
+def rsa_jwk(kid: str, private_key: rsa.RSAPrivateKey) -> dict[str, Any]:
+    jwk: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key()))
+    return {**jwk, "kid": kid}
+
+
+def write_jwks(path: Any, keys: list[dict[str, Any]]) -> str:
+    path.write_text(json.dumps({"keys": keys}))
+    return str(path)
+
+
+OLD_KEY = b"o" * 32
+NEW_KEY = b"n" * 48
+
+
+def test_jwks_rotation_two_hmac_keys_by_kid(tmp_path: Any) -> None:
+    jwks = write_jwks(tmp_path / "jwks.json", [oct_jwk("old", OLD_KEY), oct_jwk("new", NEW_KEY)])
+    verifier = TokenVerifier(load_settings({"CHAT_ENV": "production", "CHAT_JWT_JWKS": jwks}))
+    for kid, key in (("old", OLD_KEY), ("new", NEW_KEY)):
+        token = jwt.encode(claims(sub=kid), key, algorithm="HS256", headers={"kid": kid})
+        assert verifier.verify(token).user == kid
+    # A kid with the other key's signature, an unknown kid, no kid (no CHAT_JWT_SECRET set):
+    unauthorized(verifier, jwt.encode(claims(), OLD_KEY, algorithm="HS256", headers={"kid": "new"}))
+    unauthorized(verifier, jwt.encode(claims(), OLD_KEY, algorithm="HS256", headers={"kid": "x"}))
+    unauthorized(verifier, jwt.encode(claims(), OLD_KEY, algorithm="HS256"))
+    unauthorized(verifier, jwt.encode(claims(), DEV_JWT_SECRET, algorithm="HS256"))
+    for bad_kid in (1, None, [], {"a": 1}, "", "x" * 10_000):
+        header = b64(json.dumps({"alg": "HS256", "kid": bad_kid}).encode())
+        unauthorized(verifier, f"{header}.{b64(json.dumps(claims()).encode())}.c2ln")
+
+
+def test_jwks_and_secret_together(tmp_path: Any) -> None:
+    """Tokens without a kid keep working with CHAT_JWT_SECRET while new ones carry a kid."""
+    jwks = write_jwks(tmp_path / "jwks.json", [oct_jwk("new", NEW_KEY)])
+    verifier = TokenVerifier(load_settings({}, env="production", jwt_secret=SECRET, jwt_jwks=jwks))
+    assert verifier.verify(hs_token()).user == "alice"
+    token = jwt.encode(claims(sub="bob"), NEW_KEY, algorithm="HS256", headers={"kid": "new"})
+    assert verifier.verify(token).user == "bob"
+
+
+def test_jwks_directory_of_public_keys(
+    tmp_path: Any, rsa_key: rsa.RSAPrivateKey, other_rsa_key: rsa.RSAPrivateKey
+) -> None:
+    (tmp_path / "a.json").write_text(json.dumps(rsa_jwk("2025", rsa_key)))
+    write_jwks(tmp_path / "b.json", [rsa_jwk("2026", other_rsa_key)])
+    (tmp_path / "README").write_text("not a key")
+    verifier = TokenVerifier(load_settings({}, env="production", jwt_jwks=str(tmp_path)))
+    assert verifier.algorithms == ["RS256", "ES256"]
+    for kid, key in (("2025", rsa_key), ("2026", other_rsa_key)):
+        token = jwt.encode(claims(sub="carol"), key, algorithm="RS256", headers={"kid": kid})
+        assert verifier.verify(token).user == "carol"
+    wrong = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "2026"})
+    unauthorized(verifier, wrong)
+    # Key confusion through a kid: HS256 signed with the public key's PEM.
+    header = b64(json.dumps({"alg": "HS256", "kid": "2025"}).encode())
+    payload = b64(json.dumps(claims(sub="mallory")).encode())
+    mac = hmac.new(pem_public(rsa_key).encode(), f"{header}.{payload}".encode(), hashlib.sha256)
+    unauthorized(verifier, f"{header}.{payload}.{b64(mac.digest())}")
+
+
+def test_jwks_key_rotated_in_is_picked_up(tmp_path: Any, monkeypatch: Any) -> None:
+    import edge.auth
+
+    path = tmp_path / "jwks.json"
+    write_jwks(path, [oct_jwk("old", OLD_KEY)])
+    verifier = TokenVerifier(load_settings({}, env="production", jwt_jwks=str(path)))
+    token = jwt.encode(claims(), NEW_KEY, algorithm="HS256", headers={"kid": "new"})
+    unauthorized(verifier, token)
+    write_jwks(path, [oct_jwk("old", OLD_KEY), oct_jwk("new", NEW_KEY)])
+    unauthorized(verifier, token)  # re-read at most every JWKS_RELOAD_INTERVAL_S
+    monkeypatch.setattr(edge.auth, "JWKS_RELOAD_INTERVAL_S", 0.0)
+    assert verifier.verify(token).user == "alice"
+    path.write_text("{broken")  # a bad file keeps the keys loaded before
+    assert verifier.verify(token).user == "alice"
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ({"keys": [oct_jwk("a", b"s" * 31)]}, "at least 32"),
+        ({"keys": [{"kty": "oct", "k": b64(OLD_KEY)}]}, "needs a kid"),
+        ({"keys": [oct_jwk("a", OLD_KEY), oct_jwk("a", NEW_KEY)]}, "twice"),
+        ({"keys": [{"kty": "XYZ", "kid": "a"}]}, "unsupported kty"),
+        ({"keys": [oct_jwk("a", OLD_KEY, alg="HS512")]}, "fits none"),
+        ({"keys": []}, "no keys"),
+        ({"keys": "nope"}, "neither"),
+        ([1, 2], "neither"),
+        ({"keys": [{"kty": "RSA", "kid": "a", "n": "!!", "e": "AQAB"}]}, "mix|key 'a'"),
+    ],
+)
+def test_bad_jwks_refused_at_start(tmp_path: Any, content: Any, error: str) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(SettingsError, match=error):
+        TokenVerifier(load_settings({}, env="production", jwt_jwks=str(path)))
+
+
+def test_missing_jwks_refused(tmp_path: Any) -> None:
+    with pytest.raises(SettingsError, match="cannot read"):
+        TokenVerifier(load_settings({}, env="production", jwt_jwks=str(tmp_path / "none.json")))
+    with pytest.raises(SettingsError, match="no keys"):
+        TokenVerifier(load_settings({}, env="production", jwt_jwks=str(tmp_path)))
