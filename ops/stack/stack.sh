@@ -20,6 +20,8 @@
 #   CHAT_DATA_DIR        data dir            (default: <repo>/.data)
 #   CHAT_CACHE_DIR       jars/binaries cache (default: $HOME/.cache/kchat), shared by all clones
 #   CHAT_KAFKA_PORT      9092  (controller listener = CHAT_KAFKA_PORT + 1)
+#   CHAT_KAFKA_SASL_PORT CHAT_KAFKA_PORT + 2: the SASL_SSL listener (SCRAM-SHA-512/256 over TLS,
+#                        a local CA; user and CA for clients in <data>/kafka/tls/client.env)
 #   CHAT_REDIS_PORT      6379
 #   CHAT_MONGO_PORT      27017
 #   CHAT_KAFKA_VERSION   4.4.0
@@ -44,6 +46,8 @@ CACHE_DIR="${CHAT_CACHE_DIR:-$HOME/.cache/kchat}"
 KAFKA_VERSION="${CHAT_KAFKA_VERSION:-4.4.0}"
 KAFKA_PORT="${CHAT_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
+KAFKA_SASL_PORT="${CHAT_KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
+KAFKA_SCRAM_USER=chat
 KAFKA_CLUSTER_ID="a2NoYXQtbG9jYWwtZGV2MQ"   # fixed: base64url("kchat-local-dev1")
 KAFKA_NODE_ID=1
 KAFKA_HEAP_OPTS="${CHAT_KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
@@ -336,15 +340,119 @@ kafka_cds_wanted() {  # true if CDS is enabled and its archive (or failure marke
   [ ! -f "$jsa" ] && [ ! -f "$jsa.failed" ]
 }
 
-render_kafka_props() {  # render_kafka_props OUT KAFKA_PORT CONTROLLER_PORT KAFKA_DATA_DIR
+render_kafka_props() {  # render_kafka_props OUT KAFKA_PORT CONTROLLER_PORT KAFKA_DATA_DIR SASL_PORT
+  local tls="$4/tls"
+  ensure_kafka_tls "$tls"
   sed -e "s|@KAFKA_PORT@|$2|g" -e "s|@CONTROLLER_PORT@|$3|g" -e "s|@KAFKA_DATA_DIR@|$4|g" \
+    -e "s|@SASL_PORT@|$5|g" -e "s|@KAFKA_TLS_DIR@|$tls|g" \
+    -e "s|@KEYSTORE_PASSWORD@|$(cat "$tls/keystore.password")|g" \
     "$KAFKA_CONF_DIR/server.properties" >"$1.tmp"
+  chmod 600 "$1.tmp"   # holds the keystore password
   mv -f "$1.tmp" "$1"
+}
+
+# ensure_kafka_tls DIR: what the SASL_SSL listener needs, generated once per data dir with
+# openssl (a PKCS12 keystore is what Java reads anyway, no keytool needed): a local CA (ca.crt
+# and its key), the broker's key and certificate (SAN 127.0.0.1 and localhost) in broker.p12,
+# a client certificate for mutual TLS (client.crt, client.key), the keystore password and the
+# SCRAM user's password. Valid 10 years; delete DIR to make new ones (then restart kafka).
+ensure_kafka_tls() {
+  local dir="$1" f missing=0
+  for f in ca.crt broker.p12 keystore.password client.crt client.key scram.password; do
+    [ -s "$dir/$f" ] || missing=1
+  done
+  [ "$missing" = 1 ] || return 0
+  ensure_cmd openssl openssl
+  local tmp="$dir.tmp.$$" rc=0
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  chmod 700 "$tmp"
+  (
+    set -e
+    cd "$tmp"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt \
+      -subj "/CN=kchat local Kafka CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=localhost"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile broker.ext -out broker.crt
+    openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj "/CN=chat"
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile client.ext -out client.crt
+    openssl rand -hex 16 >keystore.password
+    openssl pkcs12 -export -in broker.crt -inkey broker.key -certfile ca.crt -name broker \
+      -out broker.p12 -passout file:keystore.password
+    openssl rand -hex 24 >scram.password
+    rm -f ./*.csr ./*.ext ca.srl
+    chmod 600 ./*.key ./*.password broker.p12
+  ) >"$tmp.log" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    cat "$tmp.log" >&2
+    rm -rf "$tmp" "$tmp.log"
+    die "kafka: could not generate the TLS files for the SASL_SSL listener"
+  fi
+  rm -rf "$dir" "$tmp.log"
+  mv "$tmp" "$dir"
+  log "kafka: generated a local CA, broker and client certificates and a SCRAM password in $dir"
+}
+
+# ensure_kafka_scram_user: the SCRAM user of the SASL_SSL listener exists with the password in
+# <data>/kafka/tls/scram.password, and client.env says how a chat process connects. SCRAM
+# credentials live in the cluster metadata, so they are set through the (unauthenticated,
+# loopback) PLAINTEXT listener once per formatted storage: the marker names the storage's
+# directory.id, so a wipe or a re-format sets them again. Idempotent; ~3 s when it must run.
+ensure_kafka_scram_user() {
+  local tls="$DATA_DIR/kafka/tls" meta="$DATA_DIR/kafka/data/meta.properties" want pw
+  ensure_kafka_tls "$tls"   # a broker started by an older stack.sh has none yet
+  if ! port_in_use "$KAFKA_SASL_PORT"; then
+    warn "kafka: no SASL_SSL listener on 127.0.0.1:$KAFKA_SASL_PORT (a broker started before it" \
+         "existed?): 'stack.sh restart kafka' adds it"
+  fi
+  pw="$(cat "$tls/scram.password")"
+  want="$(grep '^directory.id=' "$meta" 2>/dev/null || echo none) user=$KAFKA_SCRAM_USER"
+  want="$want pw=$(printf '%s' "$pw" | sha256sum | cut -c1-16)"
+  ( umask 077
+    { echo "# Written by ops/stack/stack.sh at every start: a chat process with these settings"
+      echo "# talks to the local broker's SASL_SSL listener (SCRAM-SHA-512 over TLS) instead of"
+      echo "# PLAINTEXT. In a shell: set -a; . $tls/client.env; set +a"
+      echo "CHAT_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_PORT"
+      echo "CHAT_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+      echo "CHAT_KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
+      echo "CHAT_KAFKA_SASL_USERNAME=$KAFKA_SCRAM_USER"
+      echo "CHAT_KAFKA_SASL_PASSWORD=$pw"
+      echo "CHAT_KAFKA_SSL_CAFILE=$tls/ca.crt"
+    } >"$tls/client.env.tmp" )
+  mv -f "$tls/client.env.tmp" "$tls/client.env"
+  [ "$(cat "$tls/.scram-user" 2>/dev/null || true)" = "$want" ] && return 0
+  local t0 mech out rc; t0="$(now)"
+  out="$tls/scram-tool.log"
+  # One mechanism per request (the broker refuses two changes of one user in one request). The
+  # password is on the tool's command line for a moment (a local, generated credential) and
+  # is masked in whatever the tool prints.
+  for mech in SCRAM-SHA-512 SCRAM-SHA-256; do
+    rc=0
+    java -Xmx256m -XX:TieredStopAtLevel=1 \
+      -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2-tools.xml" -cp "$KAFKA_LIBS/*" \
+      org.apache.kafka.tools.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+      --alter --entity-type users --entity-name "$KAFKA_SCRAM_USER" \
+      --add-config "$mech=[password=$pw]" >"$out" 2>&1 || rc=$?
+    sed "s/$pw/***/g" "$out" >>"$DATA_DIR/logs/kafka.log"
+    rm -f "$out"
+    if [ "$rc" != 0 ]; then
+      grep -v '^\s*at ' "$DATA_DIR/logs/kafka.log" | tail -n 5 >&2
+      echo "[stack] ERROR: kafka: could not create the SCRAM user $KAFKA_SCRAM_USER ($mech)" >&2
+      return 1
+    fi
+  done
+  echo "$want" >"$tls/.scram-user"
+  log "kafka: SCRAM user $KAFKA_SCRAM_USER ready on SASL_SSL 127.0.0.1:$KAFKA_SASL_PORT ($(since "$t0"))"
 }
 
 build_kafka_cds() {
   kafka_cds_wanted || return 0
-  local jsa t0 work ports bport cport pid ok=0
+  local jsa t0 work ports bport cport sport pid ok=0
   jsa="$(kafka_cds_archive)"
   t0="$(now)"
   log "kafka: building class-data archive for faster broker starts (one-off, ~15 s) ..."
@@ -353,11 +461,11 @@ build_kafka_cds() {
   work="$KAFKA_HOME/cds/work.$$"
   mkdir -p "$work/logs"
   ports="$("$PYTHON" -c 'import socket
-ss=[socket.socket() for _ in range(2)]
+ss=[socket.socket() for _ in range(3)]
 [s.bind(("127.0.0.1", 0)) for s in ss]
 print(*[s.getsockname()[1] for s in ss])')"
-  bport="${ports% *}"; cport="${ports#* }"
-  render_kafka_props "$work/server.properties" "$bport" "$cport" "$work"
+  read -r bport cport sport <<<"$ports"
+  render_kafka_props "$work/server.properties" "$bport" "$cport" "$work" "$sport"
   local jopts; mapfile -t jopts < <(kafka_java_opts)
   if java -Xmx256m -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2-tools.xml" \
        -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$KAFKA_CLUSTER_ID" \
@@ -555,7 +663,7 @@ kafka_java_opts() {
 
 start_kafka() {
   local kdir="$DATA_DIR/kafka" props="$DATA_DIR/kafka/server.properties"
-  render_kafka_props "$props" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$kdir"
+  render_kafka_props "$props" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$kdir" "$KAFKA_SASL_PORT"
   if [ ! -f "$kdir/data/meta.properties" ]; then
     # never formatted (or a half-finished format): start from an empty log dir
     rm -rf "$kdir/data"
@@ -606,7 +714,7 @@ start_mongo() {
 check_ports() {
   local p ports
   ports="$(svc_port "$1")"
-  [ "$1" = kafka ] && ports="$ports $KAFKA_CONTROLLER_PORT"
+  [ "$1" = kafka ] && ports="$ports $KAFKA_CONTROLLER_PORT $KAFKA_SASL_PORT"
   for p in $ports; do
     if port_in_use "$p"; then
       echo "[stack] ERROR: $1: port 127.0.0.1:$p is already in use by another process (not started by this stack.sh with data dir $DATA_DIR). Stop it or change the CHAT_*_PORT variables." >&2
@@ -644,6 +752,9 @@ cmd_start() {
       wait_ready "$s" quiet || failed=1   # already running: still must answer its probe
     fi
   done
+  if [ "$failed" = 0 ] && [[ " ${SERVICES[*]} " == *" kafka "* ]]; then
+    ensure_kafka_scram_user || failed=1
+  fi
   if [ "$failed" != 0 ]; then
     die "start failed (see messages above)"
   fi
