@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import MongoClient
 
+from chat.kafka_security import aiokafka_kwargs
 from chat.settings import load_settings
 from ops.supervisor import (
     REPO,
@@ -254,8 +255,8 @@ class Systems:
     async def backlog(self) -> int | None:
         """Records the workers and the sink have not committed yet (None if unknown)."""
         settings = load_settings({**os.environ, **self.env})
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
+        consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings))
         try:
             await admin.start()
             await consumer.start()
@@ -281,7 +282,7 @@ class Systems:
     async def drop_namespace(self) -> None:
         """Delete this run's topics (and Faust's internal ones) and its Mongo database."""
         settings = load_settings({**os.environ, **self.env})
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
         await admin.start()
         try:
             mine = [

@@ -27,6 +27,17 @@ class Settings:
     env: str = "production"
     # Backends
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # How every Kafka client authenticates and checks the brokers; chat/kafka_security.py is
+    # the one place that turns these into client arguments. PLAINTEXT, SSL, SASL_PLAINTEXT or
+    # SASL_SSL; SASL needs the user and password, TLS trusts CHAT_KAFKA_SSL_CAFILE (or the
+    # system's CAs when empty) and presents a client certificate when both files are set.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Redis connections per process; a caller beyond them waits for a free one.
     redis_max_connections: int = 256
@@ -224,6 +235,53 @@ def _validate(settings: Settings) -> None:
             )
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise SettingsError("CHAT_TLS_CERT and CHAT_TLS_KEY must be set together")
+    _validate_kafka_security(settings)
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _validate_kafka_security(settings: Settings) -> None:
+    """Refuse combinations that would silently run less secure than configured (a CA file or a
+    password that the chosen protocol never uses). The files are opened when the clients are
+    made (chat/kafka_security.py), where a missing one is reported."""
+    protocol = settings.kafka_security_protocol
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise SettingsError(
+            f"CHAT_KAFKA_SECURITY_PROTOCOL={protocol!r} must be one of "
+            + ", ".join(KAFKA_SECURITY_PROTOCOLS)
+        )
+    sasl = protocol.startswith("SASL_")
+    tls = protocol in ("SSL", "SASL_SSL")
+    if sasl:
+        if settings.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise SettingsError(
+                f"CHAT_KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism!r} must be one of "
+                + ", ".join(KAFKA_SASL_MECHANISMS)
+            )
+        if not settings.kafka_sasl_username or not settings.kafka_sasl_password:
+            raise SettingsError(
+                f"CHAT_KAFKA_SECURITY_PROTOCOL={protocol} needs CHAT_KAFKA_SASL_USERNAME and "
+                "CHAT_KAFKA_SASL_PASSWORD"
+            )
+    elif settings.kafka_sasl_username or settings.kafka_sasl_password:
+        raise SettingsError(
+            f"CHAT_KAFKA_SASL_USERNAME/CHAT_KAFKA_SASL_PASSWORD are set, but "
+            f"CHAT_KAFKA_SECURITY_PROTOCOL={protocol} sends no credentials (SASL_SSL?)"
+        )
+    files = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    if not tls:
+        for name in files:
+            if getattr(settings, name):
+                raise SettingsError(
+                    f"CHAT_{name.upper()} is set, but CHAT_KAFKA_SECURITY_PROTOCOL={protocol} "
+                    "does not use TLS (SSL or SASL_SSL?)"
+                )
+    if bool(settings.kafka_ssl_certfile) != bool(settings.kafka_ssl_keyfile):
+        raise SettingsError(
+            "CHAT_KAFKA_SSL_CERTFILE and CHAT_KAFKA_SSL_KEYFILE must be set together"
+        )
 
 
 # An origin as a browser writes it: scheme, host, optional port, nothing else (it goes into a

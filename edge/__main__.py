@@ -10,6 +10,7 @@ import sys
 import uvloop
 from aiohttp import web
 
+from chat.kafka_security import exit_unless_kafka_accepts
 from chat.logs import setup_logging
 from chat.settings import SettingsError, load_settings
 from edge.app import build_app
@@ -27,6 +28,7 @@ def main() -> None:
         setup_logging("edge")
         log.error("edge cannot start: %s", exc)
         sys.exit(2)
+    exit_unless_kafka_accepts(settings, "edge")
     ssl_context = None
     if settings.tls_cert:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from chat import records
+from chat.kafka_security import aiokafka_kwargs
 from chat.settings import Settings
 from edge import metrics
 
@@ -42,7 +43,7 @@ class KafkaIO:
         # can wedge for good on OutOfOrderSequenceNumber. Duplicates from retries are harmless
         # here: the router dedupes sends by client_msg_id and every other command is idempotent.
         return AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **aiokafka_kwargs(self.settings),
             acks="all",
             linger_ms=0,
             request_timeout_ms=int(PRODUCE_TIMEOUT_S * 1000),
@@ -65,7 +66,7 @@ class KafkaIO:
     async def start(self, slot: int) -> None:
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **aiokafka_kwargs(self.settings),
             enable_auto_commit=False,
             group_id=None,
             fetch_max_wait_ms=50,

@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from chat.kafka_security import aiokafka_kwargs
 from chat.settings import Settings, describe, load_settings
 from chat.topics import changelog_name, topic_specs
 
@@ -35,15 +36,16 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
     for name, default in describe():
         current = os.environ.get(name)
-        shown = "<set>" if current and ("SECRET" in name or "KEY" in name) else current
+        secret = any(word in name for word in ("SECRET", "KEY", "PASSWORD"))
+        shown = "<set>" if current and secret else current
         print(f"{name}={default}" + (f"   (now: {shown})" if current is not None else ""))
     return 0
 
 
 async def topic_report(settings: Settings) -> list[dict[str, Any]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+        **aiokafka_kwargs(settings), group_id=None, enable_auto_commit=False
     )
     await admin.start()
     await consumer.start()

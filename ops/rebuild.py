@@ -20,6 +20,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from chat.kafka_security import aiokafka_kwargs
 from chat.settings import Settings
 from ops.supervisor import REPO, Supervisor, worker_spec
 from ops.topics import ensure_topics
@@ -41,7 +42,7 @@ class RebuildRefused(Exception):
 async def input_end_offsets(settings: Settings) -> dict[TopicPartition, int]:
     """End offsets of the agents' input topics (what the rebuild must consume): commands
     (router), users (sessions agent), messages (activity agent)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings), group_id=None)
     await consumer.start()
     try:
         tps = [
@@ -55,7 +56,7 @@ async def input_end_offsets(settings: Settings) -> dict[TopicPartition, int]:
 
 
 async def committed_offsets(settings: Settings, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)

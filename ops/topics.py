@@ -7,12 +7,13 @@ import sys
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from chat.kafka_security import aiokafka_kwargs, exit_unless_kafka_accepts
 from chat.settings import Settings, load_settings
 from chat.topics import changelog_specs, topic_specs
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**aiokafka_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -31,7 +32,9 @@ async def ensure_topics(settings: Settings) -> list[str]:
 
 
 def main() -> None:
-    created = asyncio.run(ensure_topics(load_settings()))
+    settings = load_settings()
+    exit_unless_kafka_accepts(settings, "topics")
+    created = asyncio.run(ensure_topics(settings))
     print(f"topics created: {', '.join(created) or 'none (all exist)'}", file=sys.stderr)
 
 

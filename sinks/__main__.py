@@ -10,6 +10,7 @@ import sys
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from chat.kafka_security import exit_unless_kafka_accepts
 from chat.logs import setup_logging
 from chat.settings import load_settings
 from sinks.mongo_sink import MongoSink
@@ -66,6 +67,9 @@ async def main_async() -> None:
 
 
 def main() -> None:
+    settings = load_settings()
+    setup_logging("sink", settings.log_level)
+    exit_unless_kafka_accepts(settings, "sink")
     try:
         asyncio.run(main_async())
     except Exception as exc:

@@ -24,6 +24,7 @@ from pymongo import ASCENDING, AsyncMongoClient, InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from chat import records
+from chat.kafka_security import aiokafka_kwargs
 from chat.settings import Settings
 
 log = logging.getLogger("chat.sink")
@@ -135,7 +136,7 @@ class MongoSink:
         self.db = self.mongo[db_name or settings.mongo_db]
         self.consumer = AIOKafkaConsumer(
             *self.handlers,
-            bootstrap_servers=settings.kafka_bootstrap,
+            **aiokafka_kwargs(settings),
             group_id=settings.sink_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

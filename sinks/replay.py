@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from chat.kafka_security import aiokafka_kwargs
 from chat.settings import Settings
 from chat.topics import topic_specs
 from sinks.mongo_sink import MongoSink
@@ -24,7 +25,7 @@ async def replay_store(
 ) -> int:
     sink = MongoSink(settings, db_name)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **aiokafka_kwargs(settings),
         group_id=None,
         enable_auto_commit=False,
         max_poll_records=settings.sink_batch,

@@ -13,6 +13,7 @@ from typing import Any
 import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from chat.kafka_security import exit_unless_kafka_accepts
 from chat.logs import setup_logging
 from topologies import activity, metrics, router, sessions  # noqa: F401  (registers agents, timers)
 from topologies.app import app, settings
@@ -43,6 +44,7 @@ async def count_table_rows() -> None:
 
 def main() -> None:
     setup_logging("worker", settings.log_level)
+    exit_unless_kafka_accepts(settings, "worker")
     # uvloop, as in the edges: Faust runs on the default asyncio loop, whose pure-Python
     # socket transport took a tenth of a worker's CPU under load (py-spy). Set before Faust
     # creates its loop in app.main().
