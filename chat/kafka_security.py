@@ -27,7 +27,7 @@ import sys
 from typing import Any
 
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanism
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 
 from chat.settings import Settings, SettingsError
 
@@ -142,7 +142,7 @@ async def check_kafka_access(settings: Settings, timeout_s: float = 10.0) -> Non
                 create_conn(host, int(port), request_timeout_ms=int(timeout_s * 1000), **kwargs),
                 timeout_s,
             )
-        except (SaslAuthenticationFailed, UnsupportedSaslMechanism) as exc:
+        except (SaslAuthenticationFailed, UnsupportedSaslMechanismError) as exc:
             raise KafkaAccessRefused(
                 f"Kafka at {server} refused the SASL credentials of user "
                 f"{settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism}): {exc}. "
