@@ -1,0 +1,1 @@
+"""The peer the benchmark compares against: python-socketio with its Redis manager."""
