@@ -12,12 +12,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from chat.settings import load_settings
 from ops.nginx_local import nginx_spec
-from ops.supervisor import REPO, Supervisor, edge_spec, sink_spec, worker_spec
+from ops.supervisor import (
+    REPO,
+    RestartPolicy,
+    Supervisor,
+    clean_stale,
+    edge_spec,
+    sink_spec,
+    worker_spec,
+)
 from ops.topics import ensure_topics
 
 STACK = str(REPO / "ops" / "stack" / "stack.sh")
@@ -28,14 +37,24 @@ def stack_running() -> bool:
 
 
 def main() -> None:
-    started_stack = not stack_running()
-    t0 = time.monotonic()
-    subprocess.run([STACK, "start"], check=True)
     settings = load_settings()
+    data_dir = os.environ.get("CHAT_DATA_DIR", str(REPO / ".data"))
+    # One state file per set of ports: two runners on other ports do not take each other's
+    # processes for leftovers.
+    state_file = Path(data_dir) / "run" / f"processes-{settings.edge_port}.json"
+    stale = clean_stale(state_file)
+    if stale:
+        print(
+            f"an earlier run left {', '.join(stale)} running (its runner was killed); stopped them",
+            flush=True,
+        )
+    started_stack = settings.run_stack and not stack_running()
+    t0 = time.monotonic()
+    if settings.run_stack:
+        subprocess.run([STACK, "start"], check=True)
     asyncio.run(ensure_topics(settings))
     env = {"CHAT_ENV": settings.env}
-    data_dir = os.environ.get("CHAT_DATA_DIR", str(REPO / ".data"))
-    sup = Supervisor(log_dir=Path(data_dir) / "logs" / "app")
+    sup = Supervisor(log_dir=Path(data_dir) / "logs" / "app", state_file=state_file)
     stopping = False
     started = False
 
@@ -81,21 +100,44 @@ def main() -> None:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        while not stopping:
-            for name, r in list(sup.running.items()):
-                if r.proc.poll() is not None:
-                    print(
-                        f"{name} exited with {r.proc.returncode}; see {r.log_path}", file=sys.stderr
-                    )
-                    stopping = True
-            time.sleep(0.5)
+        keep_running(sup, lambda: stopping)
     except Interrupted:
         pass
     finally:
         print("stopping ...", flush=True)
         sup.stop_all()
+        state_file.unlink(missing_ok=True)
         if started_stack:
             subprocess.run([STACK, "stop"])
+
+
+def keep_running(sup: Supervisor, stopping: Callable[[], bool]) -> None:
+    """Start again, with backoff, every process that dies, while the others keep serving (as
+    compose's restart policy and Kubernetes do), until ``stopping``."""
+    policy = RestartPolicy()
+    started_at = {name: time.monotonic() for name in sup.running}
+    due: dict[str, float] = {}  # name -> when to start it again
+    while not stopping():
+        now = time.monotonic()
+        for name, r in list(sup.running.items()):
+            if r.proc.poll() is None:
+                continue
+            sup.stop(name)  # forget it (and whatever is left of its process group)
+            delay = policy.delay(name, now - started_at.get(name, now))
+            due[name] = now + delay
+            print(
+                f"{name} exited with {r.proc.returncode}; restarting it in {delay:.0f}s "
+                f"(see {r.log_path})",
+                file=sys.stderr,
+                flush=True,
+            )
+        for name, when in list(due.items()):
+            if now >= when:
+                del due[name]
+                sup.start(sup.specs[name])
+                started_at[name] = now
+                print(f"{name} restarted", file=sys.stderr, flush=True)
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ ready. Used by ``make run`` (``python -m ops.run``) and by the test suite's fixt
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +19,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the process that started it
+    dies, however it dies (SIGKILL too). Each child runs in its own session (so that a stop
+    reaches its whole group), which is why the terminal's Ctrl-C alone would not reach them."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        # The parent may have died between fork and prctl: then nothing would signal us.
+        if os.getppid() == 1:
+            os._exit(1)
 
 
 @dataclass
@@ -40,6 +56,9 @@ class Supervisor:
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     running: dict[str, Running] = field(default_factory=dict)
     specs: dict[str, ProcessSpec] = field(default_factory=dict)
+    # Where the pids of the running processes are recorded, for the next start to find any
+    # this run left behind (None: not recorded).
+    state_file: Path | None = None
 
     def start(self, spec: ProcessSpec) -> Running:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -53,11 +72,25 @@ class Supervisor:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         running = Running(spec, proc, log_path)
         self.running[spec.name] = running
         self.specs[spec.name] = spec
+        self._record()
         return running
+
+    def _record(self) -> None:
+        if self.state_file is None:
+            return
+        entries = {
+            name: {"pid": r.proc.pid, "started": process_start_time(r.proc.pid)}
+            for name, r in self.running.items()
+        }
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries))
+        tmp.replace(self.state_file)
 
     def wait_ready(self, names: list[str] | None = None, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -83,6 +116,7 @@ class Supervisor:
         if r.proc.poll() is None:
             os.killpg(r.proc.pid, sig)
             r.proc.wait()
+        self._record()
 
     def restart(self, name: str, timeout: float = 120.0) -> None:
         """Start a process again with the spec it had (after a kill or a stop)."""
@@ -101,12 +135,76 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 os.killpg(r.proc.pid, signal.SIGKILL)
                 r.proc.wait()
+        else:
+            # Exited on its own: its group may still hold children (nginx's workers).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(r.proc.pid, signal.SIGKILL)
+        self._record()
 
     def stop_all(self) -> None:
         # Edges first (their sessions close cleanly through Kafka), then sink and workers.
         order = sorted(self.running, key=lambda n: (not n.startswith("edge"), n))
         for name in order:
             self.stop(name)
+
+
+@dataclass
+class RestartPolicy:
+    """When to start a process that died again: after ``initial_s``, doubling with each death
+    in a row up to ``max_s``, as compose's restart policy and Kubernetes' CrashLoopBackOff do;
+    a process that stayed up ``stable_s`` starts the count afresh."""
+
+    initial_s: float = 1.0
+    max_s: float = 30.0
+    stable_s: float = 60.0
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def delay(self, name: str, uptime_s: float) -> float:
+        if uptime_s >= self.stable_s:
+            self.failures[name] = 0
+        count = self.failures.get(name, 0)
+        self.failures[name] = count + 1
+        return float(min(self.max_s, self.initial_s * 2**count))
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22): with
+    the pid, it names one process, so a recycled pid is never taken for ours."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    rest = stat.rsplit(")", 1)[1].split()
+    if rest[0] == "Z":
+        return None  # dead, waiting to be reaped
+    return int(rest[19])
+
+
+def clean_stale(state_file: Path, timeout: float = 10.0) -> list[str]:
+    """Stop the processes an earlier run recorded in ``state_file`` that still run (the same
+    pid with the same start time); the names of those found."""
+    try:
+        entries = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return []
+    found = []
+    for name, entry in entries.items():
+        pid, started = entry.get("pid"), entry.get("started")
+        if isinstance(pid, int) and started is not None and process_start_time(pid) == started:
+            found.append((name, pid))
+    for _, pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for _, pid in found:
+        while process_start_time(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Whatever is left of the group (nginx's workers outlive their master's SIGKILL).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    state_file.unlink(missing_ok=True)
+    return [name for name, _ in found]
 
 
 def http_ok(url: str) -> bool:

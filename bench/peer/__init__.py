@@ -1,1 +1,0 @@
-"""The peer the benchmark compares against: python-socketio with its Redis manager."""
