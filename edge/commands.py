@@ -34,18 +34,39 @@ class CommandContext:
     limiter: RateLimiter
     slot: int
 
-    @property
-    def message_limit(self) -> Limit:
-        return Limit("msg", self.settings.messages_per_s, self.settings.messages_burst)
 
-    @property
-    def typing_limit(self) -> Limit:
-        return Limit("typing", self.settings.typing_per_s, self.settings.typing_burst)
+def frame_limit(settings: Settings, frame: ClientFrame) -> tuple[Limit, int]:
+    """The per-user token bucket a frame draws from, and how many tokens it costs. Every frame
+    type has one, so no frame can be sent without bound; presence frames cost one token per
+    user they name (a subscribe to 500 users writes 500 records)."""
+    s = settings
+    kind = frame.type
+    if kind == "message.send":
+        return Limit("msg", s.messages_per_s, s.messages_burst), 1
+    if kind == "typing":
+        return Limit("typing", s.typing_per_s, s.typing_burst), 1
+    if kind.startswith("conversation."):
+        return Limit("conv", s.conversation_ops_per_s, s.conversation_ops_burst), 1
+    if kind in ("message.delivered", "receipt.read"):
+        return Limit("receipt", s.receipts_per_s, s.receipts_burst), 1
+    if kind == "sync":
+        return Limit("sync", s.syncs_per_s, s.syncs_burst), 1
+    if kind.startswith("presence."):
+        users = len(frame.fields["users"])
+        # A frame naming more users than the burst could never pass: cap its cost there.
+        return Limit("presence", s.presence_users_per_s, s.presence_users_burst), min(
+            max(1, users), s.presence_users_burst
+        )
+    if kind == "ping":
+        return Limit("ping", s.pings_per_s, s.pings_burst), 1
+    raise AssertionError(f"no rate limit for {kind}")
 
 
 async def handle_frame(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     """Handle one frame; raises ProtocolError for an ``error`` reply."""
     handler = HANDLERS[frame.type]
+    limit, cost = frame_limit(ctx.settings, frame)
+    await enforce(ctx, limit, session.user, frame, cost)
     try:
         await handler(ctx, session, frame)
     except KafkaUnavailable as exc:
@@ -103,7 +124,6 @@ async def on_members(ctx: CommandContext, session: Session, frame: ClientFrame) 
 
 
 async def on_send(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
-    await enforce(ctx, ctx.message_limit, session.user, frame)
     f = frame.fields
     if len(session.pending_sends) < 10_000:
         session.pending_sends.setdefault(f["client_msg_id"], time.monotonic())
@@ -118,7 +138,6 @@ async def on_cursor(ctx: CommandContext, session: Session, frame: ClientFrame) -
 
 
 async def on_typing(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
-    await enforce(ctx, ctx.typing_limit, session.user, frame)
     f = frame.fields
     await command(ctx, session, frame, f["conversation_id"], state=f["state"])
 
@@ -175,8 +194,10 @@ async def on_presence_query(ctx: CommandContext, session: Session, frame: Client
     session.send(protocol.ok_frame(frame.id, presence=presence))
 
 
-async def enforce(ctx: CommandContext, limit: Limit, subject: str, frame: ClientFrame) -> None:
-    verdict = await ctx.limiter.check(limit, subject)
+async def enforce(
+    ctx: CommandContext, limit: Limit, subject: str, frame: ClientFrame, cost: int = 1
+) -> None:
+    verdict = await ctx.limiter.check(limit, subject, cost)
     if not verdict.allowed:
         metrics.rate_limited.labels(limit.scope).inc()
         raise RateLimited(frame.id, verdict.retry_after_ms)

@@ -4,29 +4,80 @@ side, and the development sign-in."""
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from chat import protocol
 from chat.settings import Settings
+from edge import metrics
 from edge.auth import Identity, TokenVerifier, Unauthorized, authenticate, mint_token
-from edge.store import DEFAULT_PAGE, Store
+from edge.ratelimit import Limit, RateLimiter
+from edge.store import DEFAULT_CONVERSATIONS_PAGE, DEFAULT_PAGE, Store
 
 log = logging.getLogger("chat.edge.rest")
 MAX_PAGE = 200
+MAX_CONVERSATIONS_PAGE = 500
+# Seqs are below 2**53 (JSON numbers clients can hold exactly); a cursor is plain ASCII
+# digits (int() would also take "1_000", " 7" and other scripts' digits).
+MAX_CURSOR = 2**53
+_DIGITS = re.compile(r"[0-9]{1,16}")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def rate_limited(retry_after_ms: int) -> web.HTTPTooManyRequests:
+    retry_after_ms = max(1, retry_after_ms)
+    return web.HTTPTooManyRequests(
+        text=f'{{"error":"rate_limited","retry_after_ms":{retry_after_ms}}}',
+        content_type="application/json",
+        headers={"Retry-After": str(-(-retry_after_ms // 1000))},
+    )
+
+
+def rest_ip_limit_middleware(
+    settings: Settings, limiter: RateLimiter, client_ip: Callable[[web.Request], str]
+) -> Middleware:
+    """REST calls per client IP, authenticated or not (token guessing, the dev sign-in). The
+    WebSocket upgrade has its own per-IP limit; health, metrics and the web client's files are
+    not counted."""
+    limit = Limit("rest-ip", settings.rest_ip_per_s, settings.rest_ip_burst)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/v1/") and request.path != "/v1/ws":
+            verdict = await limiter.check(limit, client_ip(request))
+            if not verdict.allowed:
+                metrics.rate_limited.labels(limit.scope).inc()
+                raise rate_limited(verdict.retry_after_ms)
+        return await handler(request)
+
+    return middleware
 
 
 def add_routes(
-    app: web.Application, store: Store, verifier: TokenVerifier, settings: Settings
+    app: web.Application,
+    store: Store,
+    verifier: TokenVerifier,
+    settings: Settings,
+    limiter: RateLimiter,
 ) -> None:
-    def identify(request: web.Request) -> Identity:
+    user_limit = Limit("rest", settings.rest_per_s, settings.rest_burst)
+
+    async def identify(request: web.Request) -> Identity:
         try:
-            return authenticate(request, verifier)
+            identity = authenticate(request, verifier)
         except Unauthorized:
             raise web.HTTPUnauthorized(
                 text='{"error":"unauthorized"}', content_type="application/json"
             ) from None
+        verdict = await limiter.check(user_limit, identity.user)
+        if not verdict.allowed:
+            metrics.rate_limited.labels(user_limit.scope).inc()
+            raise rate_limited(verdict.retry_after_ms)
+        return identity
 
     async def member_conversation(request: web.Request, user: str) -> dict[str, Any]:
         cid = request.match_info["conversation_id"]
@@ -39,14 +90,23 @@ def add_routes(
         return doc
 
     async def list_conversations(request: web.Request) -> web.Response:
-        user = identify(request).user
-        return web.json_response({"conversations": await store.conversations_of(user)})
+        user = (await identify(request)).user
+        limit = int_param(request, "limit", minimum=1, maximum=MAX_CONVERSATIONS_PAGE)
+        after = request.query.get("after") or None
+        if after is not None and not protocol.is_conversation_id(after):
+            raise bad_param("after")
+        page = await store.conversations_of(user, after, limit or DEFAULT_CONVERSATIONS_PAGE)
+        full = len(page) == (limit or DEFAULT_CONVERSATIONS_PAGE)
+        # The next page starts after the last id of this one; null when this one was the last.
+        return web.json_response(
+            {"conversations": page, "next": page[-1]["id"] if full and page else None}
+        )
 
     async def list_messages(request: web.Request) -> web.Response:
-        user = identify(request).user
+        user = (await identify(request)).user
         doc = await member_conversation(request, user)
-        before = int_param(request, "before", minimum=0)
-        after = int_param(request, "after", minimum=0)
+        before = int_param(request, "before", minimum=0, maximum=MAX_CURSOR)
+        after = int_param(request, "after", minimum=0, maximum=MAX_CURSOR)
         limit = int_param(request, "limit", minimum=1, maximum=MAX_PAGE)
         messages = await store.history(
             doc["_id"], int(doc.get("last_seq", 0)), before, after, limit or DEFAULT_PAGE
@@ -54,7 +114,7 @@ def add_routes(
         return web.json_response({"messages": messages})
 
     async def list_receipts(request: web.Request) -> web.Response:
-        user = identify(request).user
+        user = (await identify(request)).user
         doc = await member_conversation(request, user)
         return web.json_response({"receipts": await store.receipts(doc["_id"])})
 
@@ -88,10 +148,9 @@ def int_param(
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_param(name) from None
+    if not _DIGITS.fullmatch(raw):
+        raise bad_param(name)
+    value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):
         raise bad_param(name)
     return value

@@ -21,6 +21,10 @@ from edge import metrics
 
 log = logging.getLogger("chat.edge.session")
 MAX_QUEUED_FRAMES = 10_000
+# Characters of frames queued for one session (a character of the JSON text is a byte unless
+# the text holds non-ASCII): frames are up to ~24 KB, so the frame count alone would allow
+# ~240 MB. CHAT_MAX_QUEUED_BYTES sets it per edge.
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
 # A frame to write, a ``message`` frame with its (conversation_id, seq), or a job to run.
 QueueItem = str | tuple[str, str, int] | Callable[[], Awaitable[None]]
@@ -64,6 +68,7 @@ class Session:
     __slots__ = (
         "_closer",
         "_queue",
+        "_queued_bytes",
         "_socket_gone",
         "_writer",
         "_written",
@@ -71,6 +76,7 @@ class Session:
         "expires_at",
         "id",
         "invalid_frames",
+        "max_queued_bytes",
         "pending_sends",
         "user",
         "watching",
@@ -78,7 +84,12 @@ class Session:
     )
 
     def __init__(
-        self, session_id: str, user: str, ws: web.WebSocketResponse, expires_at: float
+        self,
+        session_id: str,
+        user: str,
+        ws: web.WebSocketResponse,
+        expires_at: float,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
     ) -> None:
         self.id = session_id
         self.user = user
@@ -95,6 +106,8 @@ class Session:
         # Both exist only while frames wait to be written: an empty deque alone is ~700 bytes.
         self._queue: deque[QueueItem] | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._queued_bytes = 0
+        self.max_queued_bytes = max_queued_bytes
         self._socket_gone = False
 
     def send(self, frame: dict[str, Any]) -> None:
@@ -136,7 +149,11 @@ class Session:
         return self._written.first_time(conversation_id, seq)
 
     def _enqueue(self, item: QueueItem) -> None:
-        if self._queue is not None and len(self._queue) >= MAX_QUEUED_FRAMES:
+        size = _size(item)
+        if self._queue is not None and (
+            len(self._queue) >= MAX_QUEUED_FRAMES
+            or self._queued_bytes + size > self.max_queued_bytes
+        ):
             # A client that does not read its socket must not make the edge buffer without end.
             if not self.closing:
                 log.warning("slow consumer, closing", extra={"session": self.id, "user": self.user})
@@ -153,6 +170,7 @@ class Session:
         if self._queue is None:
             self._queue = deque()
         self._queue.append(item)
+        self._queued_bytes += _size(item)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop())
 
@@ -164,11 +182,13 @@ class Session:
         finally:
             # Idle again (or stopped): the next item makes a new queue and a new writer.
             self._queue = None
+            self._queued_bytes = 0
             self._writer = None
 
     async def _write_queued(self) -> None:
         while self._queue:
             item = self._queue.popleft()
+            self._queued_bytes -= _size(item)
             try:
                 if isinstance(item, str):
                     await self.ws.send_str(item)
@@ -202,9 +222,20 @@ class Session:
     async def stop(self) -> None:
         self._socket_gone = True
         self._queue = None
+        self._queued_bytes = 0
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
+
+
+def _size(item: QueueItem) -> int:
+    """What a queue item counts against the byte bound: its text (a job counts nothing: it
+    writes what it fetches at once, without queueing it)."""
+    if isinstance(item, str):
+        return len(item)
+    if isinstance(item, tuple):
+        return len(item[0])
+    return 0
 
 
 class SessionRegistry:

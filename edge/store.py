@@ -24,6 +24,7 @@ MESSAGE_FIELDS = {
     "client_msg_id": 1,
 }
 DEFAULT_PAGE = 50
+DEFAULT_CONVERSATIONS_PAGE = 100
 HISTORY_CACHE_TTL_S = 300
 
 
@@ -57,8 +58,15 @@ class Store:
             return None
         return doc
 
-    async def conversations_of(self, user: str) -> list[dict[str, Any]]:
-        docs = [d async for d in self.db.conversations.find({"members": user})]
+    async def conversations_of(
+        self, user: str, after: str | None = None, limit: int = DEFAULT_CONVERSATIONS_PAGE
+    ) -> list[dict[str, Any]]:
+        """One page of the user's conversations in id order, those after ``after``."""
+        query: dict[str, Any] = {"members": user}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.db.conversations.find(query).sort("_id", ASCENDING).limit(limit)
+        docs = [d async for d in cursor]
         ids = [d["_id"] for d in docs]
         reads: dict[str, int] = {}
         if ids:

@@ -41,6 +41,22 @@ TEST_ENV = {
     "CHAT_MESSAGES_PER_S": "1000",
     "CHAT_MESSAGES_BURST": "2000",
     "CHAT_UPGRADES_PER_MIN": "100000",
+    # Likewise for every other per-user and per-IP bucket (tests/integration/test_limits.py
+    # starts an edge with strict ones).
+    "CHAT_CONVERSATION_OPS_PER_S": "1000",
+    "CHAT_CONVERSATION_OPS_BURST": "2000",
+    "CHAT_RECEIPTS_PER_S": "1000",
+    "CHAT_RECEIPTS_BURST": "2000",
+    "CHAT_SYNCS_PER_S": "1000",
+    "CHAT_SYNCS_BURST": "2000",
+    "CHAT_PRESENCE_USERS_PER_S": "10000",
+    "CHAT_PRESENCE_USERS_BURST": "20000",
+    "CHAT_PINGS_PER_S": "1000",
+    "CHAT_PINGS_BURST": "2000",
+    "CHAT_REST_PER_S": "1000",
+    "CHAT_REST_BURST": "2000",
+    "CHAT_REST_IP_PER_S": "10000",
+    "CHAT_REST_IP_BURST": "20000",
 }
 EDGE_PORTS = (28080 + PORT_SHIFT, 28081 + PORT_SHIFT)
 WORKER_PORT = 26066 + PORT_SHIFT
