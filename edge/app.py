@@ -23,6 +23,7 @@ from chat.protocol import ProtocolError
 from chat.redis_pool import connect_redis
 from chat.settings import IPNetwork, Settings, trusted_networks
 from edge import metrics, rest
+from edge.announcer import Announcer
 from edge.auth import Identity, TokenVerifier, Unauthorized, authenticate
 from edge.commands import CommandContext, RateLimited, handle_frame
 from edge.connection_limit import ConnectionLimit
@@ -52,6 +53,7 @@ class Edge:
         self.redis = connect_redis(settings)
         self.limiter = RateLimiter(self.redis)
         self.kafka = KafkaIO(settings, self.on_delivery)
+        self.announcer = Announcer(self.kafka.send_user_event)
         self.store = Store(settings, self.redis)
         self.connection_limit = ConnectionLimit(
             self.redis, settings.connections_per_user, settings.edge_liveness_ttl_s * 1000
@@ -83,6 +85,7 @@ class Edge:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.announcer.close(timeout_s=5.0)
         await self.kafka.stop()
         await self.liveness.stop()
         await self.store.close()
@@ -206,7 +209,13 @@ class Edge:
                 compress=False,
             )
             await ws.prepare(request)
-            session = Session(session_id, identity.user, ws, identity.expires_at)
+            session = Session(
+                session_id,
+                identity.user,
+                ws,
+                identity.expires_at,
+                max_queued_bytes=self.settings.max_queued_bytes,
+            )
             self.registry.add(session)
             try:
                 await self.kafka.send_user_event(
@@ -329,14 +338,9 @@ class Edge:
         ]
         for watched in session.watching or ():
             events.append((watched, {"op": "presence.unsubscribe", "session": session.id}))
-        for user, event in events:
-            try:
-                await self.kafka.send_user_event(user, event)
-            except KafkaUnavailable:
-                # The worker's dead-session sweep cannot see this one (the edge is alive), so log
-                # loudly; the session stays listed until this edge restarts.
-                log.error("could not announce session close", extra={"session": session.id})
-                return
+        # Retried through a Kafka blip: the dead-session sweep cannot see this session (the
+        # edge is alive), so a dropped record would leave the user online for good.
+        await self.announcer.announce(events)
 
     # ------------------------------------------------------------------ health
 
@@ -408,7 +412,14 @@ def json_error(status: int, error: str) -> web.Response:
 async def build_app(settings: Settings) -> web.Application:
     """An async factory: the Kafka clients must be created inside the running event loop."""
     edge = Edge(settings)
-    app = web.Application(client_max_size=settings.max_frame_bytes)
+    app = web.Application(
+        client_max_size=settings.max_frame_bytes,
+        middlewares=[
+            rest.rest_ip_limit_middleware(
+                settings, edge.limiter, lambda r: client_address(r, edge.trusted_proxies)
+            )
+        ],
+    )
     app["edge"] = edge
 
     async def on_startup(_: web.Application) -> None:
@@ -423,7 +434,7 @@ async def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", edge.healthz)
     app.router.add_get("/readyz", edge.readyz)
     app.router.add_get("/metrics", edge.metrics)
-    rest.add_routes(app, edge.store, edge.verifier, settings)
+    rest.add_routes(app, edge.store, edge.verifier, settings, edge.limiter)
     add_web_client(app, settings)
     return app
 

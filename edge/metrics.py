@@ -36,3 +36,11 @@ duplicates_dropped = Counter(
     "chat_edge_duplicates_dropped_total",
     "Message frames not written because the session already had that seq",
 )
+announcements_pending = Gauge(
+    "chat_edge_close_announcements_pending",
+    "session.close / presence.unsubscribe records Kafka has not taken yet (retried)",
+)
+announcements_dropped = Counter(
+    "chat_edge_close_announcements_dropped_total",
+    "Unannounced session closes dropped because too many were waiting",
+)
