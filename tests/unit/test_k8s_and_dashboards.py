@@ -103,6 +103,8 @@ EXTERNAL_SECRETS: dict[str, dict[str, dict[str, str | None]]] = {
             "CHAT_REDIS_URL": "rediss://chat:password@redis.internal.example:6379/0",
             "CHAT_MONGO_URL": "mongodb+srv://chat:password@mongo.internal.example/",
         },
+        "chat-kafka": {"CHAT_KAFKA_SASL_USERNAME": "chat", "CHAT_KAFKA_SASL_PASSWORD": "x" * 32},
+        "chat-kafka-ca": {"ca.crt": "-----BEGIN CERTIFICATE-----"},
     },
 }
 # Metrics named in PromQL that the code does not export, and where they come from.
