@@ -67,8 +67,11 @@ stack-stop:
 stack-status:
 	$(STACK) status
 
+# The peers' own installs (npm packages of the seed, Centrifugo built with go install) happen
+# here only: `make run` and `make test` do not need them. PEERS=relay,seed,centrifugo chooses.
 bench: install
-	$(PY) -m bench $(if $(PROFILE),--profile $(PROFILE),)
+	$(PY) -m bench.peers.install $(if $(PEERS),$(PEERS),$(if $(filter quick,$(PROFILE)),seed,relay,seed,centrifugo))
+	$(PY) -m bench $(if $(PROFILE),--profile $(PROFILE),) $(if $(PEERS),--peers $(PEERS),)
 
 clean:
 	rm -rf .data web/dist

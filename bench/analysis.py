@@ -36,7 +36,16 @@ def load_samples(collected: list[dict[str, Any]], tag: str, name: str) -> np.nda
 
 
 def merged_counts(collected: list[dict[str, Any]], tag: str) -> dict[str, Any]:
-    keys = ("sent", "acked", "errors", "expected", "received", "duplicated", "reordered")
+    keys = (
+        "sent",
+        "acked",
+        "errors",
+        "expected",
+        "received",
+        "duplicated",
+        "reordered",
+        "unsequenced",
+    )
     total: dict[str, Any] = dict.fromkeys(keys, 0)
     total["error_codes"] = {}
     firsts, lasts = [], []
@@ -45,7 +54,7 @@ def merged_counts(collected: list[dict[str, Any]], tag: str) -> dict[str, Any]:
         if t is None:
             continue
         for k in keys:
-            total[k] += t[k]
+            total[k] += t.get(k, 0)
         for code, n in t["error_codes"].items():
             total["error_codes"][code] = total["error_codes"].get(code, 0) + n
         if t["first_send_ns"]:

@@ -1,4 +1,5 @@
-"""The systems under test: our app (reused, or started like ``make run`` does) and the peer."""
+"""Starting and stopping the systems under test: our app (reused, or started like ``make run``
+does) and a peer's processes (described by its module in bench/peers/)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,6 @@ STACK = str(REPO / "ops" / "stack" / "stack.sh")
 EDGE_PORTS = (8080, 8081)
 WORKER_PORTS = (6066, 6067)
 SINK_PORT = 6070
-PEER_PORTS = (8090, 8091)
 SERVICE_PORTS = {"kafka": 9092, "redis": 6379, "mongo": 27017}
 NOFILE = 262_144
 
@@ -109,6 +109,7 @@ class Systems:
         self.reused_app = False
         self.created_namespace = False
         self.notes: list[str] = []
+        self.peer_names: list[str] = []
 
     async def ensure_ours(self) -> None:
         raise_nofile()
@@ -144,7 +145,7 @@ class Systems:
         """Stop the app we started, drop its data, start it again on a new namespace: a run that
         left a backlog the app cannot work off must not bill the next one."""
         for name in sorted(self.sup.running, key=lambda n: (not n.startswith("edge"), n)):
-            if not name.startswith("peer"):
+            if name not in self.peer_names:
                 self._stop(name)
         if self.created_namespace and not self.keep_data:
             self.created_namespace = False
@@ -165,21 +166,18 @@ class Systems:
             raise RuntimeError(f"stack.sh start failed:\n{proc.stdout[-2000:]}{proc.stderr}")
         self.started_stack = True
 
-    async def start_peer(self) -> None:
-        busy = [p for p in PEER_PORTS if port_open(p)]
-        if busy:
-            raise RuntimeError(f"peer ports {busy} are in use")
+    async def start_peer(self, stages: list[list[ProcessSpec]]) -> list[str]:
+        """Start a peer's processes stage by stage, each stage awaited ready; returns their
+        names (the services must be up: the peers use them)."""
         await self.ensure_services()
-        for i, port in enumerate(PEER_PORTS):
-            self.sup.start(
-                ProcessSpec(
-                    f"peer-{i}",
-                    "bench.peer.server",
-                    {"BENCH_PEER_PORT": str(port)},
-                    f"http://127.0.0.1:{port}/healthz",
-                )
-            )
-        await asyncio.to_thread(self.sup.wait_ready, [f"peer-{i}" for i in range(2)], 60.0)
+        names: list[str] = []
+        for stage in stages:
+            for spec in stage:
+                self.sup.start(spec)
+                names.append(spec.name)
+            await asyncio.to_thread(self.sup.wait_ready, [s.name for s in stage], 90.0)
+        self.peer_names = names
+        return names
 
     def exited(self) -> dict[str, int]:
         """Processes we started that are gone, with their exit codes (negative: signal)."""
@@ -228,9 +226,9 @@ class Systems:
                 r.proc.wait()
 
     def stop_peer(self) -> None:
-        for i in range(len(PEER_PORTS)):
-            if f"peer-{i}" in self.sup.running:
-                self._stop(f"peer-{i}")
+        """Stop the peer's processes, all at once (stages matter only for starting)."""
+        self._stop_group([n for n in self.peer_names if n in self.sup.running])
+        self.peer_names = []
 
     def stop_all(self, keep_app: bool) -> None:
         """Idempotent: stops the peer, and (unless kept) the app and services we started."""

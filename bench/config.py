@@ -19,7 +19,7 @@ class Config:
     profile: str = "default"
     clients: int = 2000
     rate: float = 1000.0  # messages/s offered, all senders together
-    duration: float = 60.0
+    duration: float = 30.0
     warmup: float = 5.0
     size: int = 100  # message body, characters
     group_size: int = 0  # main run: 0 = 1:1 conversations, else groups of this size
@@ -30,13 +30,16 @@ class Config:
     restart_on_backlog: bool = True  # restart the app (fresh namespace) when it did not settle
     groups: tuple[GroupScenario, ...] = ()
     capacity: int = 20000  # idle connections on one edge
+    peer_capacity: int = 5000  # idle connections on one node of each peer (RSS per connection)
     reconnect: int = 2000  # clients in the reconnect storm
     reconnect_messages: int = 3  # messages waiting per conversation of a storm client
+    # The systems to compare with ours (bench/peers/), in the order they run.
+    peers: tuple[str, ...] = ("relay", "seed", "centrifugo")
     # From below where this machine saturates (~150 msg/s) up to the 5,000 msg/s target; the
-    # sweep stops at the first rate that fails.
+    # sweep stops at the first rate that fails. Every system gets the same steps.
     sweep_rates: tuple[float, ...] = (25, 50, 100, 150, 250, 500, 1000, 2000, 3000, 5000, 8000)
-    sweep_step: float = 10.0
-    sweep_warmup: float = 2.0
+    sweep_step: float = 5.0
+    sweep_warmup: float = 1.0
     skip_main: bool = False
     skip_peer: bool = False
     skip_capacity: bool = False
@@ -52,8 +55,8 @@ class Config:
 
 
 PROFILES: dict[str, Config] = {
-    # Group runs are left out of the default profile to keep it under 10 minutes: add them with
-    # --groups 10:200:10,100:20:10.
+    # Group runs are left out of the default profile to keep it (four systems) under 15
+    # minutes: add them with --groups 10:200:10,100:20:10.
     "default": Config(),
     "quick": Config(
         profile="quick",
@@ -66,7 +69,9 @@ PROFILES: dict[str, Config] = {
         restart_on_backlog=False,  # keeps it under 90 s; later runs may see a backlog
         groups=(),  # --groups 10:50:3 adds one
         capacity=2000,
+        peer_capacity=1000,
         reconnect=200,
+        peers=("seed",),
         sweep_rates=(50, 100, 200),
         sweep_step=3.0,
         sweep_warmup=1.0,
@@ -87,6 +92,16 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())
 
 
+def _names(text: str) -> tuple[str, ...]:
+    from bench.peers import PEERS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in PEERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown peers {unknown}; known: {', '.join(PEERS)}")
+    return names
+
+
 def _groups(text: str) -> tuple[GroupScenario, ...]:
     """``SIZE:RATE:SECONDS,...``, e.g. ``10:200:15,100:20:15``."""
     out = []
@@ -100,7 +115,7 @@ def _groups(text: str) -> tuple[GroupScenario, ...]:
 def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark the chat backend and a python-socketio peer (docs/performance.md)",
+        description="Benchmark the chat backend against its peers (docs/performance.md)",
     )
     p.add_argument("--profile", choices=sorted(PROFILES), default="default")
     p.add_argument("--clients", type=int, help="connected clients in the main run")
@@ -119,6 +134,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--generators", type=int, help="load-generator processes")
     p.add_argument("--drain", type=float, help="max s to wait for outstanding deliveries")
     p.add_argument("--capacity", type=int, help="idle connections held by one edge")
+    p.add_argument("--peer-capacity", type=int, help="idle connections held by one peer node")
+    p.add_argument(
+        "--peers",
+        type=_names,
+        help="comma-separated peers to run (relay,seed,centrifugo); empty: none",
+    )
     p.add_argument("--reconnect", type=int, help="clients in the reconnect storm")
     p.add_argument("--sweep-rates", type=_floats, help="comma-separated rates of the sweep")
     p.add_argument("--sweep-step", type=float, help="seconds per sweep step")

@@ -1,4 +1,4 @@
-"""The final table on the terminal, ``latest.json`` and the PNG plots."""
+"""The ratio table and the per-system table (terminal and Markdown), ``latest.json``, the plots."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import orjson
 
 from bench.config import TARGETS
 
+ORDER = ("ours", "relay", "seed", "centrifugo")
+
 
 def fmt(v: Any, unit: str = "") -> str:
     if v is None:
@@ -18,99 +20,200 @@ def fmt(v: Any, unit: str = "") -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "-"
-        v = f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
+        v = f"{v:,.2f}" if abs(v) < 10 else f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
     elif isinstance(v, int):
         v = f"{v:,}"
     return f"{v}{unit}"
 
 
-def table(results: dict[str, Any]) -> str:
-    ours = results.get("ours", {})
-    peer = results.get("peer", {})
-    rows: list[tuple[str, str, str, str]] = []
+def systems(results: dict[str, Any]) -> list[str]:
+    found = results.get("systems", {})
+    return [n for n in ORDER if n in found] + [n for n in found if n not in ORDER]
 
-    def lat(r: dict[str, Any], key: str, q: str) -> str:
-        if not r:
+
+# ---------------------------------------------------------------------- figures per system
+
+
+def light_load(sys: dict[str, Any]) -> dict[str, Any] | None:
+    """The sweep's first step (its lowest rate): the light-load latencies."""
+    steps = sys.get("sweep", {}).get("steps", [])
+    return steps[0] if steps else None
+
+
+def figures(sys: dict[str, Any]) -> dict[str, float | None]:
+    """The five figures the ratio table compares."""
+    light = light_load(sys)
+    sweep = sys.get("sweep")
+    cap = sys.get("capacity")
+    main = sys.get("main")
+    return {
+        "max_rate": sweep["max_rate_under_100ms_p99"] if sweep else None,
+        "cpu_ms_per_delivered": main.get("cpu_ms_per_delivered") if main else None,
+        "light_p50_ms": light["latency_ms"]["p50"] if light else None,
+        "light_p99_ms": light["latency_ms"]["p99"] if light else None,
+        "rss_per_connection_kib": cap["rss_per_connection_kib"] if cap else None,
+    }
+
+
+RATIO_ROWS = (
+    ("max_rate", "highest rate with p99 <= 100 ms (msg/s)", "higher is better"),
+    ("cpu_ms_per_delivered", "server CPU per delivered message (ms)", "lower is better"),
+    ("light_p50_ms", "light-load p50 (ms)", "lower is better"),
+    ("light_p99_ms", "light-load p99 (ms)", "lower is better"),
+    ("rss_per_connection_kib", "RSS per idle connection (KiB)", "lower is better"),
+)
+
+
+def ratios(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """ours / peer for each figure of the ratio table (None: a figure is missing or 0)."""
+    found = results.get("systems", {})
+    if "ours" not in found:
+        return {}
+    ours = figures(found["ours"])
+    out: dict[str, dict[str, float | None]] = {}
+    for name in systems(results):
+        if name == "ours":
+            continue
+        peer = figures(found[name])
+        out[name] = {
+            key: (
+                round(ours[key] / peer[key], 2)  # type: ignore[operator]
+                if ours[key] is not None and peer[key]
+                else None
+            )
+            for key, _label, _better in RATIO_ROWS
+        }
+    return out
+
+
+def ratio_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the ratio table: per figure, ours and each peer, then the ratios."""
+    found = results.get("systems", {})
+    names = systems(results)
+    peers = [n for n in names if n != "ours"]
+    header = ["", *names, *(f"ours / {p}" for p in peers)]
+    rows = []
+    rat = results.get("ratios") or ratios(results)
+    figs = {n: figures(found[n]) for n in names}
+    for key, label, better in RATIO_ROWS:
+        row = [f"{label}, {better}"]
+        row += [fmt_figure(key, figs[n][key]) for n in names]
+        row += [fmt_ratio(rat.get(p, {}).get(key)) for p in peers]
+        rows.append(row)
+    return header, rows
+
+
+def fmt_figure(key: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    if key == "max_rate":
+        return fmt(v) if v else "none passed"
+    return fmt(float(v))
+
+
+def fmt_ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.2f}x"
+
+
+def main_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    found = results.get("systems", {})
+    names = systems(results)
+    header = ["", *names, "target (ours)"]
+    rows: list[list[str]] = []
+
+    def add(label: str, cell: Any, target: str = "") -> None:
+        rows.append([label, *(cell(found[n]) for n in names), target])
+
+    def main(s: dict[str, Any], key: str) -> Any:
+        return s.get("main", {}).get(key)
+
+    def lat(s: dict[str, Any], key: str, q: str) -> str:
+        m = s.get("main")
+        if not m:
             return "-"
-        v = r.get(key, {}).get(q)
+        v = m.get(key, {}).get(q)
         return "undelivered" if v is None else fmt(v, " ms")
 
-    rows.append(
-        (
-            "clients / offered msg/s",
-            f"{fmt(ours.get('clients'))} / {fmt(ours.get('offered_rate'))}" if ours else "-",
-            f"{fmt(peer.get('clients'))} / {fmt(peer.get('offered_rate'))}" if peer else "-",
-            "2,000 / 1,000",
-        )
+    add(
+        "clients / offered msg/s",
+        lambda s: f"{fmt(main(s, 'clients'))} / {fmt(main(s, 'offered_rate'))}",
+        "2,000 / 1,000",
     )
     for q, target in (("p50", ""), ("p95", ""), ("p99", "<= 50 ms"), ("p999", ""), ("max", "")):
-        rows.append(
-            (f"latency {q}", lat(ours, "latency_ms", q), lat(peer, "latency_ms", q), target)
-        )
-    rows.append(
-        (
-            "ack latency p99",
-            lat(ours, "ack_latency_ms", "p99"),
-            lat(peer, "ack_latency_ms", "p99"),
-            "",
-        )
+        add(f"latency {q}", lambda s, q=q: lat(s, "latency_ms", q), target)
+    add("ack latency p50", lambda s: lat(s, "ack_latency_ms", "p50"))
+    add("ack latency p99", lambda s: lat(s, "ack_latency_ms", "p99"))
+    add("delivered msg/s", lambda s: fmt(main(s, "throughput_msgs_per_s")))
+    add("sent / delivered", lambda s: f"{fmt(main(s, 'sent'))} / {fmt(main(s, 'delivered'))}")
+    for key in ("lost", "duplicated", "reordered"):
+        add(key, lambda s, key=key: fmt(main(s, key)), "0")
+    add("send errors", lambda s: fmt(main(s, "send_errors")))
+    add("server CPU s (own + shared)", lambda s: fmt(main(s, "server_cpu_s")))
+    add("  of which own processes", lambda s: fmt(main(s, "own_cpu_s")))
+    add("cpu_ms_per_delivered", lambda s: fmt(main(s, "cpu_ms_per_delivered")))
+    add("peak RSS MiB (own processes)", lambda s: fmt(main(s, "own_peak_rss_mib")))
+    add(
+        "generator CPU s",
+        lambda s: fmt(gen_cpu(s)) if s.get("main") else "-",
     )
-    for key, label in (
-        ("throughput_msgs_per_s", "delivered msgs/s"),
-        ("sent", "sent"),
-        ("delivered", "delivered"),
-    ):
-        rows.append((label, fmt(ours.get(key)), fmt(peer.get(key)), ""))
-    for key in ("lost", "duplicated", "reordered", "send_errors"):
-        rows.append(
-            (key, fmt(ours.get(key)), fmt(peer.get(key)), "0" if key != "send_errors" else "")
-        )
-    ours_cpu = sum(ours.get("cpu_s", {}).values()) if ours else None
-    peer_cpu = sum(peer.get("cpu_s", {}).values()) if peer else None
-    rows.append(("server CPU s (all processes)", fmt(ours_cpu), fmt(peer_cpu), ""))
-    ours_rss = sum(ours.get("rss_mib", {}).values()) if ours else None
-    peer_rss = sum(peer.get("rss_mib", {}).values()) if peer else None
-    rows.append(("server peak RSS MiB (sum)", fmt(ours_rss), fmt(peer_rss), ""))
-    gen_cpu = sum(v["cpu_s"] for k, v in ours.get("generator", {}).items() if k.startswith("gen"))
-    gen_cpu_p = sum(v["cpu_s"] for k, v in peer.get("generator", {}).items() if k.startswith("gen"))
-    rows.append(
-        ("generator CPU s", fmt(gen_cpu) if ours else "-", fmt(gen_cpu_p) if peer else "-", "")
+    add(
+        "light load: p50 / p99",
+        lambda s: (
+            f"{fmt(ll['latency_ms']['p50'])} / {fmt(ll['latency_ms']['p99'])} ms"
+            f" @ {fmt(ll['rate'])}"
+            if (ll := light_load(s))
+            else "-"
+        ),
     )
-    cap = results.get("capacity")
-    if cap:
-        rows.append(("idle connections (one edge)", fmt(cap["idle_connections"]), "-", ">= 20,000"))
+    add(
+        "max msg/s with p99 <= 100 ms",
+        lambda s: fmt(s["sweep"]["max_rate_under_100ms_p99"]) if s.get("sweep") else "-",
+        ">= 5,000",
+    )
+    add(
+        "idle connections (one node)",
+        lambda s: fmt(s["capacity"]["idle_connections"]) if s.get("capacity") else "-",
+        ">= 20,000",
+    )
+    add(
+        "RSS per idle connection",
+        lambda s: (
+            fmt(s["capacity"]["rss_per_connection_kib"], " KiB") if s.get("capacity") else "-"
+        ),
+        "<= 20 KiB",
+    )
+
+    def storm(s: dict[str, Any]) -> str:
+        rc = s.get("reconnect")
+        if not rc:
+            return "no sync" if "main" in s else "-"
+        return f"{fmt(rc['seconds'], ' s')} (lost {rc['lost']})"
+
+    clients = next(
+        (found[n]["reconnect"]["clients"] for n in names if found[n].get("reconnect")), None
+    )
+    add(f"reconnect+catch-up {fmt(clients)} clients", storm, "<= 10 s (2,000)")
+    for g in found.get("ours", {}).get("groups", []):
         rows.append(
-            ("RSS per connection", fmt(cap["rss_per_connection_kib"], " KiB"), "-", "<= 20 KiB")
-        )
-    rc = results.get("reconnect")
-    if rc:
-        rows.append(
-            (
-                f"reconnect+sync {fmt(rc['clients'])} clients",
-                fmt(rc["seconds"], " s") + f" (lost {rc['lost']})",
-                "no sync",
-                "<= 10 s (2,000)",
-            )
-        )
-    sw = results.get("sweep")
-    if sw:
-        rows.append(
-            ("max msg/s with p99 <= 100 ms", fmt(sw["max_rate_under_100ms_p99"]), "-", ">= 5,000")
-        )
-    for g in results.get("groups", []):
-        rows.append(
-            (
+            [
                 f"groups of {g['group_size']}: p99 @ {fmt(g['offered_rate'])} msg/s",
-                f"{lat(g, 'latency_ms', 'p99')}, lost {g['lost']}",
-                "-",
+                fmt(g["latency_ms"]["p99"], " ms") + f", lost {g['lost']}",
+                *("-" for _ in names[1:]),
                 "",
-            )
+            ]
         )
-    widths = [max(len(r[i]) for r in [("", "ours", "peer", "target"), *rows]) for i in range(4)]
-    lines = []
-    header = ("", "ours", "peer (socketio)", "target")
-    widths = [max(widths[i], len(header[i])) for i in range(4)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    return header, rows
+
+
+def gen_cpu(s: dict[str, Any]) -> float:
+    """CPU seconds of the load generators in a system's main run (they share the cores)."""
+    gens = s.get("main", {}).get("generator", {})
+    return float(sum(v["cpu_s"] for k, v in gens.items() if k.startswith("gen")))
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     for r in rows:
         lines.append(
@@ -119,6 +222,38 @@ def table(results: dict[str, Any]) -> str:
                 for i, (c, w) in enumerate(zip(r, widths, strict=True))
             )
         )
+    return "\n".join(lines)
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def table(results: dict[str, Any]) -> str:
+    """The terminal's summary: the ratio table, then every system's figures."""
+    return text_table(*ratio_rows(results)) + "\n\n" + text_table(*main_rows(results))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The figures of one run as Markdown (``python -m bench.report bench-results/x.json``)."""
+    meta = results["meta"]
+    m = meta["machine"]
+    found = results.get("systems", {})
+    lines = [
+        f"Run `{meta['run_id']}`, profile `{meta['profile']}`, {meta['started']}, commit"
+        f" `{meta['commit']}`, {meta['wall_s']:.0f} s; {m['cores']} cores ({m['cpu_model']}),"
+        f" {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}.",
+        "",
+        "Systems: "
+        + "; ".join(f"**{n}** = {found[n]['title']}" for n in systems(results))
+        + ". Ratio = ours ÷ peer.",
+        "",
+        md_table(*ratio_rows(results)),
+        "",
+        md_table(*main_rows(results)),
+    ]
     return "\n".join(lines)
 
 
@@ -131,6 +266,11 @@ def write_json(results: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
+# ---------------------------------------------------------------------- plots
+
+COLORS = {"ours": "tab:blue", "relay": "tab:orange", "seed": "tab:green", "centrifugo": "tab:red"}
+
+
 def plots(
     results: dict[str, Any], samples: dict[str, dict[str, np.ndarray]], out_dir: Path
 ) -> list[Path]:
@@ -141,26 +281,27 @@ def plots(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    colors = {"ours": "tab:blue", "peer": "tab:orange"}
-    labels = {"ours": "kchat (ours)", "peer": "python-socketio + Redis (peer)"}
+    names = systems(results)
+    found = results["systems"]
 
-    # Latency CDF: linear body on the left, the tail (1 - F, log) on the right.
+    # Latency CDF of the main runs: linear body on the left, the tail (1 - F, log) on the right.
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name in ("ours", "peer"):
-        s = samples.get(name)
+    for name in names:
+        s = samples.get(f"{name}/main")
         if s is None or s["lat_us"].size == 0:
             continue
         lat = np.sort(s["lat_us"]) / 1000
         f = np.arange(1, lat.size + 1) / lat.size
-        ax1.plot(lat, f, label=labels[name], color=colors[name])
-        ax2.plot(lat, 1 - f + 1 / lat.size, label=labels[name], color=colors[name])
-    rate = results.get("ours", {}).get("offered_rate")
+        color = COLORS.get(name)
+        ax1.plot(lat, f, label=found[name]["title"], color=color)
+        ax2.plot(lat, 1 - f + 1 / lat.size, label=found[name]["title"], color=color)
+    rate = results["config"].get("rate")
     ax1.set_xscale("log")
     ax1.set_xlabel("end-to-end latency (ms, log)")
     ax1.set_ylabel("fraction of deliveries")
     ax1.set_title(f"Latency CDF at {rate:.0f} msg/s" if rate else "Latency CDF")
     ax1.grid(True, which="both", alpha=0.3)
-    ax1.legend()
+    ax1.legend(fontsize=8)
     ax2.set_xscale("log")
     ax2.set_yscale("log")
     ax2.set_xlabel("end-to-end latency (ms, log)")
@@ -175,65 +316,43 @@ def plots(
     plt.close(fig)
     written.append(p)
 
-    # Latency over time: p50 and p99 per second of each run.
-    fig, ax = plt.subplots(figsize=(12, 4.5))
-    for name in ("ours", "peer"):
-        s = samples.get(name)
-        if s is None or s["lat_us"].size == 0:
+    # Sweep: p99 against offered rate, every system.
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    drawn = False
+    for name in names:
+        steps = found[name].get("sweep", {}).get("steps", [])
+        if not steps:
             continue
-        # By send time: how latency grows while the run goes on.
-        sent_ms = s["recv_ms"] - s["lat_us"] // 1000
-        secs = (sent_ms - sent_ms.min()) // 1000
-        lat = s["lat_us"] / 1000
-        xs, p50, p99 = [], [], []
-        order = np.argsort(secs, kind="stable")
-        secs, lat = secs[order], lat[order]
-        bounds = np.searchsorted(secs, np.arange(secs.max() + 2))
-        for t in range(len(bounds) - 1):
-            chunk = lat[bounds[t] : bounds[t + 1]]
-            if chunk.size:
-                xs.append(t)
-                p50.append(np.percentile(chunk, 50))
-                p99.append(np.percentile(chunk, 99))
-        ax.plot(xs, p99, color=colors[name], label=f"{labels[name]} p99")
-        ax.plot(xs, p50, color=colors[name], ls="--", label=f"{labels[name]} p50")
-    ax.set_yscale("log")
-    ax.set_xlabel("seconds into the measured run (by send time)")
-    ax.set_ylabel("latency (ms, log)")
-    ax.set_title("Latency over time (per-second p50 / p99 of the delivered messages)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    p = out_dir / "latency_over_time.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    written.append(p)
-
-    sweep = results.get("sweep", {}).get("steps", [])
-    if sweep:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        rates = [st["rate"] for st in sweep]
-        for q, style in (("p50", "--"), ("p99", "-"), ("p999", ":")):
-            ax.plot(rates, [st["latency_ms"][q] for st in sweep], style, marker="o", label=q)
-        ax.axhline(100, color="red", lw=0.8, label="100 ms")
+        drawn = True
+        rates = [st["rate"] for st in steps]
+        color = COLORS.get(name)
+        ax.plot(rates, [st["latency_ms"]["p99"] for st in steps], "-o", color=color, label=name)
+        ax.plot(rates, [st["latency_ms"]["p50"] for st in steps], "--", color=color, alpha=0.6)
+    if drawn:
+        ax.axhline(100, color="black", lw=0.8, label="100 ms")
+        ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("offered messages/s")
-        ax.set_ylabel("latency (ms, log)")
-        ax.set_title("Sweep: latency against offered rate (ours)")
+        ax.set_xlabel("offered messages/s (log)")
+        ax.set_ylabel("latency p99 (—) and p50 (--), ms (log)")
+        ax.set_title("Sweep: latency against offered rate")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
         fig.tight_layout()
         p = out_dir / "sweep.png"
         fig.savefig(p, dpi=110)
-        plt.close(fig)
         written.append(p)
+    plt.close(fig)
     return written
 
 
+# ---------------------------------------------------------------------- targets (ours)
+
+
 def targets_summary(results: dict[str, Any]) -> list[str]:
-    """One line per target: met or not."""
+    """One line per target of ours: met or not."""
     out = []
-    ours = results.get("ours")
+    found = results.get("systems", {}).get("ours", {})
+    ours = found.get("main")
     if ours:
         p99 = ours["latency_ms"]["p99"]
         ok = p99 is not None and p99 <= TARGETS["p99_ms_at_1000_msgs"]
@@ -248,20 +367,20 @@ def targets_summary(results: dict[str, Any]) -> list[str]:
         out.append(
             f"lost/duplicated/reordered {faults} (target 0): {'met' if not faults else 'NOT met'}"
         )
-    sw = results.get("sweep")
+    sw = found.get("sweep")
     if sw:
         best = sw["max_rate_under_100ms_p99"]
         out.append(
             f"highest rate with p99 <= 100 ms: {best:.0f} msg/s (target >= 5,000):"
             f" {'met' if best >= 5000 else 'NOT met'}"
         )
-    cap = results.get("capacity")
+    cap = found.get("capacity")
     if cap:
         # Two targets in one: the memory holds at any scale; the count needs 20,000 file
         # descriptors, which a machine's hard limit may not allow one process.
         memory_ok = cap["rss_per_connection_kib"] <= 20
         count_ok = cap["idle_connections"] >= 20000
-        limit = cap.get("edge_nofile_limit")
+        limit = cap.get("node_nofile_limit")
         capped = not count_ok and limit is not None and limit <= 20000
         count = (
             "met"
@@ -275,7 +394,7 @@ def targets_summary(results: dict[str, Any]) -> list[str]:
             f" {cap['rss_per_connection_kib']} KiB each (target <= 20 KiB):"
             f" {'met' if memory_ok else 'NOT met'}"
         )
-    rc = results.get("reconnect")
+    rc = found.get("reconnect")
     if rc:
         ok = rc["seconds"] is not None and rc["seconds"] <= 10 and rc["clients"] >= 2000
         at_scale = rc["clients"] >= 2000 or rc["seconds"] is None or rc["seconds"] > 10
@@ -294,27 +413,6 @@ def verdict(ok: bool, at_scale: bool) -> str:
         if at_scale
         else "not met at this (smaller) scale; the target is for the default profile"
     )
-
-
-def markdown(results: dict[str, Any]) -> str:
-    """The figures of one run as Markdown (``python -m bench.report bench-results/x.json``)."""
-    meta = results["meta"]
-    m = meta["machine"]
-    lines = [
-        f"Run `{meta['run_id']}`, profile `{meta['profile']}`, {meta['started']}, commit"
-        f" `{meta['commit']}`, {meta['wall_s']:.0f} s; {m['cores']} cores ({m['cpu_model']}),"
-        f" {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}.",
-        "",
-        "| | ours | peer (python-socketio + Redis) | target |",
-        "|---|---|---|---|",
-    ]
-    for line in table(results).splitlines()[2:]:
-        cells = [c.strip() for c in line.split("  ") if c.strip()]
-        if len(cells) == 4:
-            lines.append("| " + " | ".join(cells) + " |")
-        elif len(cells) == 3:
-            lines.append("| " + " | ".join([*cells, ""]) + " |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""The peer: a python-socketio ``AsyncServer`` on aiohttp with ``AsyncRedisManager``.
+"""The relay peer: a python-socketio ``AsyncServer`` on aiohttp with ``AsyncRedisManager``.
 
-``python -m bench.peer.server --port 8090`` (the bench runs two: 8090 and 8091). What it does,
-and all it does:
+``python -m bench.peers.relay_server --port 8090`` (the bench runs two: 8090 and 8091). What
+it does, and all it does:
 
 - a client connects with ``auth={"user": "<id>"}`` (no token: the peer checks nothing) and
   joins the room ``user:<id>``;
