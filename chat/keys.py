@@ -25,3 +25,7 @@ def rate_key(scope: str, subject: str) -> str:
 
 def connections_key(user: str) -> str:
     return f"chat:conns:{user}"
+
+
+def ws_ticket_key(ticket_hash: str) -> str:
+    return f"chat:ws-ticket:{ticket_hash}"

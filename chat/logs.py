@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -10,6 +11,20 @@ from typing import Any
 import orjson
 
 QUIET_LOGGERS = ("aiokafka", "kafka", "faust", "mode", "aiohttp.access")
+# Credentials that must never reach a log line, whichever library writes it: a query
+# parameter (access_token=, ticket=), an Authorization header value, a bare JWT.
+_SECRETS = re.compile(
+    r"((?:access_token|ticket|token)=)[^&\s\"'\\]+"
+    r"|((?:Bearer|bearer|BEARER)\s+)[A-Za-z0-9._~+/=-]+"
+    r"|eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every token, ticket and JWT replaced by ``[redacted]``."""
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2) or "") + "[redacted]", text)
+
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -32,7 +47,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        # On the whole line: the message, every extra field and any traceback.
+        return redact(orjson.dumps(entry, default=str).decode())
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:

@@ -24,7 +24,7 @@ from chat.redis_pool import connect_redis
 from chat.settings import IPNetwork, Settings, trusted_networks
 from edge import metrics, rest
 from edge.announcer import Announcer
-from edge.auth import Identity, TokenVerifier, Unauthorized, authenticate
+from edge.auth import Identity, TokenVerifier, Unauthorized
 from edge.commands import CommandContext, RateLimited, handle_frame
 from edge.connection_limit import ConnectionLimit
 from edge.kafka_io import KafkaIO, KafkaUnavailable
@@ -32,6 +32,8 @@ from edge.liveness import Liveness
 from edge.ratelimit import Limit, RateLimiter
 from edge.session import Session, SessionRegistry
 from edge.store import Store
+from edge.tickets import Tickets
+from edge.web_security import security_headers_middleware, with_allowed_edges
 
 log = logging.getLogger("chat.edge")
 
@@ -55,6 +57,7 @@ class Edge:
         self.kafka = KafkaIO(settings, self.on_delivery)
         self.announcer = Announcer(self.kafka.send_user_event)
         self.store = Store(settings, self.redis)
+        self.tickets = Tickets(self.redis, settings.ws_ticket_ttl_s)
         self.connection_limit = ConnectionLimit(
             self.redis, settings.connections_per_user, settings.edge_liveness_ttl_s * 1000
         )
@@ -251,7 +254,7 @@ class Edge:
         if self.closing:
             return json_error(503, "unavailable")
         try:
-            identity = authenticate(request, self.verifier)
+            identity = await self.tickets.authenticate_upgrade(request, self.verifier)
         except Unauthorized:
             metrics.upgrades_refused.labels("unauthorized").inc()
             return json_error(401, "unauthorized")
@@ -415,9 +418,10 @@ async def build_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_frame_bytes,
         middlewares=[
+            security_headers_middleware(settings),
             rest.rest_ip_limit_middleware(
                 settings, edge.limiter, lambda r: client_address(r, edge.trusted_proxies)
-            )
+            ),
         ],
     )
     app["edge"] = edge
@@ -434,7 +438,7 @@ async def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", edge.healthz)
     app.router.add_get("/readyz", edge.readyz)
     app.router.add_get("/metrics", edge.metrics)
-    rest.add_routes(app, edge.store, edge.verifier, settings, edge.limiter)
+    rest.add_routes(app, edge.store, edge.verifier, settings, edge.limiter, edge.tickets)
     add_web_client(app, settings)
     return app
 
@@ -450,8 +454,9 @@ def add_web_client(app: web.Application, settings: Settings) -> None:
         log.warning("web client not built; / serves nothing", extra={"dist": str(dist)})
         return
 
-    async def serve_index(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(index)
+    async def serve_index(request: web.Request) -> web.Response:
+        page = with_allowed_edges(index.read_text(encoding="utf-8"), settings)
+        return web.Response(text=page, content_type="text/html")
 
     app.router.add_get("/", serve_index)
     if (dist / "assets").is_dir():

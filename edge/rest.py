@@ -17,6 +17,7 @@ from edge import metrics
 from edge.auth import Identity, TokenVerifier, Unauthorized, authenticate, mint_token
 from edge.ratelimit import Limit, RateLimiter
 from edge.store import DEFAULT_CONVERSATIONS_PAGE, DEFAULT_PAGE, Store
+from edge.tickets import Tickets, TicketsUnavailable
 
 log = logging.getLogger("chat.edge.rest")
 MAX_PAGE = 200
@@ -63,6 +64,7 @@ def add_routes(
     verifier: TokenVerifier,
     settings: Settings,
     limiter: RateLimiter,
+    tickets: Tickets,
 ) -> None:
     user_limit = Limit("rest", settings.rest_per_s, settings.rest_burst)
 
@@ -118,6 +120,14 @@ def add_routes(
         doc = await member_conversation(request, user)
         return web.json_response({"receipts": await store.receipts(doc["_id"])})
 
+    async def ws_ticket(request: web.Request) -> web.Response:
+        identity = await identify(request)
+        try:
+            ticket, expires_at = await tickets.issue(identity)
+        except TicketsUnavailable:
+            return web.json_response({"error": "unavailable"}, status=503)
+        return web.json_response({"ticket": ticket, "expires_at": expires_at})
+
     async def dev_token(request: web.Request) -> web.Response:
         try:
             body = await request.json()
@@ -135,6 +145,7 @@ def add_routes(
         token, expires_at = mint_token(settings, user)
         return web.json_response({"token": token, "user": user, "expires_at": expires_at})
 
+    app.router.add_post("/v1/ws-ticket", ws_ticket)
     app.router.add_get("/v1/conversations", list_conversations)
     app.router.add_get("/v1/conversations/{conversation_id}/messages", list_messages)
     app.router.add_get("/v1/conversations/{conversation_id}/receipts", list_receipts)

@@ -53,7 +53,10 @@ def main() -> None:
     if settings.run_stack:
         subprocess.run([STACK, "start"], check=True)
     asyncio.run(ensure_topics(settings))
-    env = {"CHAT_ENV": settings.env}
+    # The page on nginx (or one edge) may alternate between both edges: the web client
+    # connects only to its own origin and these (CHAT_WEB_EDGES), so list them.
+    local_edges = [f"http://127.0.0.1:{settings.edge_port + i}" for i in range(2)]
+    env = {"CHAT_ENV": settings.env, "CHAT_WEB_EDGES": ",".join(settings.web_edges or local_edges)}
     sup = Supervisor(log_dir=Path(data_dir) / "logs" / "app", state_file=state_file)
     stopping = False
     started = False

@@ -1,0 +1,81 @@
+"""What the edge tells browsers (#14, item 4): security headers on every response, and the
+edges the web client may send its token to.
+
+The web client takes the WebSocket origin from the page (``?edges=``, remembered); only the
+page's own origin and ``CHAT_WEB_EDGES`` are allowed. The edge writes that list into the page
+(``<meta name="chat-edges">``) for the client to check against, and into the
+Content-Security-Policy's ``connect-src``, so the browser itself refuses any other host.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from chat.settings import Settings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def websocket_forms(origin: str) -> list[str]:
+    """An http(s) origin and the ws(s) origin of the same host (older browsers do not let
+    'self' or an http source cover WebSockets)."""
+    scheme, rest = origin.split("://", 1)
+    return [origin, f"{'wss' if scheme == 'https' else 'ws'}://{rest}"]
+
+
+def content_security_policy(settings: Settings) -> str:
+    connect = ["'self'"] + [form for o in settings.web_edges for form in websocket_forms(o)]
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "img-src 'self' data:",
+            f"connect-src {' '.join(connect)}",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "object-src 'none'",
+        ]
+    )
+
+
+def security_headers(settings: Settings) -> dict[str, str]:
+    headers = {
+        "Content-Security-Policy": content_security_policy(settings),
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP 2
+        "Referrer-Policy": "no-referrer",
+    }
+    if settings.tls_cert:
+        # Only over TLS (RFC 6797 7.2: ignored on plain HTTP); behind a TLS-terminating proxy,
+        # the proxy sends it (ops/nginx: when it serves https).
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
+def security_headers_middleware(settings: Settings) -> Middleware:
+    headers = security_headers(settings)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(headers)  # refusals (401, 404, 429) carry them too
+            raise
+        if not response.prepared:  # a WebSocket has sent its headers already
+            response.headers.update(headers)
+        return response
+
+    return middleware
+
+
+def with_allowed_edges(index_html: str, settings: Settings) -> str:
+    """The page with ``<meta name="chat-edges">`` listing ``CHAT_WEB_EDGES`` (the origins the
+    client may connect to besides the page's own)."""
+    meta = f'<meta name="chat-edges" content="{html.escape(",".join(settings.web_edges))}" />'
+    return index_html.replace("</head>", f"    {meta}\n  </head>", 1)
