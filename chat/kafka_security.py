@@ -166,8 +166,10 @@ def exit_unless_kafka_accepts(settings: Settings, process: str) -> None:
     with one log line naming the cause when Kafka refuses its credentials or TLS.
 
     Runs on a loop of its own, so the loop the process then creates (Faust's, aiohttp's) is
-    untouched.
+    untouched. PLAINTEXT has nothing to refuse: no check, and a start exactly as before.
     """
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(check_kafka_access(settings))

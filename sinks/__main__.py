@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat.kafka_security import exit_unless_kafka_accepts
 from chat.logs import setup_logging
-from chat.settings import load_settings
+from chat.settings import SettingsError, load_settings
 from sinks.mongo_sink import MongoSink
 
 log = logging.getLogger("chat.sink")
@@ -67,7 +67,12 @@ async def main_async() -> None:
 
 
 def main() -> None:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        setup_logging("sink")
+        log.error("sink cannot start: %s", exc)
+        sys.exit(2)
     setup_logging("sink", settings.log_level)
     exit_unless_kafka_accepts(settings, "sink")
     try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,24 @@ def test_unreadable_files_are_named(pki: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(SettingsError, match="CHAT_KAFKA_SSL_CERTFILE/CHAT_KAFKA_SSL_KEYFILE"):
         ssl_context(wrong_key)
+
+
+@pytest.mark.parametrize("module", ["edge", "sinks"])
+def test_a_missing_ca_file_stops_the_process_with_its_name(module: str) -> None:
+    """Checked before anything connects (no broker needed): exit 2 and one line naming it."""
+    env = {
+        **os.environ,
+        "CHAT_ENV": "dev",
+        "CHAT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CHAT_KAFKA_SASL_USERNAME": "chat",
+        "CHAT_KAFKA_SASL_PASSWORD": "secret-password",
+        "CHAT_KAFKA_SSL_CAFILE": "/nonexistent/kafka-ca.pem",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "cannot start: CHAT_KAFKA_SSL_CAFILE=/nonexistent/kafka-ca.pem: no such file" in (
+        out.stderr
+    )
+    assert "secret-password" not in out.stderr
