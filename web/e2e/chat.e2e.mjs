@@ -97,9 +97,13 @@ async function bodies(page) {
   return view(page).locator('[data-testid="message-body"]').allTextContents();
 }
 
+// Every WebSocket URL any page opened: the token must never be in one (#14, item 5).
+const socketUrls = [];
+
 async function newPage(context, errors, label) {
   const page = await context.newPage();
   page.on('pageerror', (e) => errors.push(`${label}: ${e.message}`));
+  page.on('websocket', (ws) => socketUrls.push(ws.url()));
   return page;
 }
 
@@ -289,6 +293,29 @@ async function main() {
       await bubbleWithText(b, offline[0]).waitFor({ timeout: T });
       assert(!(await tid(b, 'conversation-list').isVisible()), 'list hidden on the conversation screen');
       await shot(b, '08-mobile-conversation');
+    }, { critical: false });
+
+    await step('every WebSocket opened with a one-time ticket, never the token', async () => {
+      assert(socketUrls.length > 0, 'no WebSocket seen');
+      for (const url of socketUrls) {
+        const q = new URL(url).searchParams;
+        assert(q.has('ticket') && !q.has('access_token'), `token in a WebSocket URL: ${url}`);
+      }
+    }, { critical: false });
+
+    await step('a link with ?edges=<another host> sends nothing there', async () => {
+      const ctx = await browser.newContext();
+      const evil = [];
+      const page = await newPage(ctx, errors, 'evil-link');
+      const isEvil = (url) => new URL(url).hostname === 'evil.example';
+      page.on('request', (r) => isEvil(r.url()) && evil.push(r.url()));
+      page.on('websocket', (ws) => isEvil(ws.url()) && evil.push(ws.url()));
+      await signIn(page, `${EDGE_A}/?edges=${encodeURIComponent('http://evil.example:9')}`, `eve_${RUN}`);
+      await page.waitForTimeout(1500);
+      assert(evil.length === 0, `contacted ${evil.join(', ')}`);
+      const remembered = await page.evaluate(() => localStorage.getItem('chat.edges'));
+      assert(!remembered, `remembered ${remembered}`);
+      await ctx.close();
     }, { critical: false });
 
     await ctxA.close();

@@ -17,6 +17,7 @@ const PORTS = (process.env.MOCK_PORTS ?? '18080,18081').split(',').map(Number);
 const convs = new Map(); // id -> {id, kind, title, members:Set, admins:Set, messages:[], receipts: Map<user,{read,delivered}>, keys: Map}
 const sessions = new Set(); // {user, send, subs:Set}
 const lastSeen = new Map();
+const tickets = new Map(); // one-time WebSocket tickets -> user
 
 const b64u = (s) => Buffer.from(s).toString('base64url');
 const tokenFor = (user) => `${b64u('{"alg":"none","typ":"JWT"}')}.${b64u(JSON.stringify({ sub: user, exp: Math.floor(Date.now() / 1000) + 3600 }))}.mock`;
@@ -202,8 +203,13 @@ function server() {
     if (url.pathname.startsWith('/v1/')) {
       const user = userOf((req.headers.authorization ?? '').replace(/^Bearer /, ''));
       if (!user) return json(res, 401, { error: 'unauthorized' });
+      if (url.pathname === '/v1/ws-ticket' && req.method === 'POST') {
+        const ticket = randomBytes(32).toString('base64url');
+        tickets.set(ticket, user);
+        return json(res, 200, { ticket, expires_at: Date.now() + 30_000 });
+      }
       if (url.pathname === '/v1/conversations') {
-        return json(res, 200, { conversations: [...convs.values()].filter((c) => c.members.has(user)).map((c) => ({ ...view(c), read_seq: c.receipts.get(user)?.read ?? 0 })) });
+        return json(res, 200, { next: null, conversations: [...convs.values()].filter((c) => c.members.has(user)).map((c) => ({ ...view(c), read_seq: c.receipts.get(user)?.read ?? 0 })) });
       }
       const m = /^\/v1\/conversations\/([^/]+)\/(messages|receipts)$/.exec(url.pathname);
       const c = m && convs.get(decodeURIComponent(m[1]));
@@ -226,7 +232,14 @@ function server() {
   });
   srv.on('upgrade', (req, socket) => {
     const url = new URL(req.url, 'http://x');
-    const user = url.pathname === '/v1/ws' ? userOf(url.searchParams.get('access_token') ?? '') : null;
+    let user = null;
+    if (url.pathname === '/v1/ws') {
+      const ticket = url.searchParams.get('ticket');
+      if (ticket !== null) {
+        user = tickets.get(ticket) ?? null;
+        tickets.delete(ticket); // good once
+      } else user = userOf(url.searchParams.get('access_token') ?? '');
+    }
     if (!user) {
       socket.end('HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n{"error":"unauthorized"}');
       return;

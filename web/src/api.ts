@@ -20,6 +20,8 @@ export class ApiError extends Error {
 
 export interface Api {
   conversations(): Promise<Conversation[]>;
+  /** A one-time ticket to open the WebSocket with, instead of the token in its URL. */
+  wsTicket(): Promise<string>;
   messages(conversationId: string, q: { before?: number; after?: number; limit?: number }): Promise<Message[]>;
   receipts(conversationId: string): Promise<ReceiptsResponse['receipts']>;
 }
@@ -47,12 +49,30 @@ async function request<T>(base: string, path: string, init: RequestInit): Promis
   return body as T;
 }
 
+/** `GET /v1/conversations` is paginated: this many per page, at most this many pages. */
+export const CONVERSATIONS_PAGE = 500;
+const MAX_CONVERSATION_PAGES = 100;
+
 export function createApi(token: string, base = ''): Api {
   const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
   return {
     async conversations() {
-      const r = await request<ConversationsResponse>(base, '/v1/conversations', { headers });
-      return Array.isArray(r?.conversations) ? r.conversations : [];
+      const all: Conversation[] = [];
+      let after: string | null = null;
+      for (let page = 0; page < MAX_CONVERSATION_PAGES; page++) {
+        const p = new URLSearchParams({ limit: String(CONVERSATIONS_PAGE) });
+        if (after) p.set('after', after);
+        const r: ConversationsResponse = await request<ConversationsResponse>(base, `/v1/conversations?${p}`, { headers });
+        if (Array.isArray(r?.conversations)) all.push(...r.conversations);
+        after = typeof r?.next === 'string' && r.next ? r.next : null;
+        if (!after) break;
+      }
+      return all;
+    },
+    async wsTicket() {
+      const r = await request<{ ticket?: unknown }>(base, '/v1/ws-ticket', { method: 'POST', headers });
+      if (typeof r?.ticket !== 'string' || !r.ticket) throw new ApiError(0, 'bad_response', 'no ticket in the answer');
+      return r.ticket;
     },
     async messages(conversationId, q) {
       const p = new URLSearchParams();

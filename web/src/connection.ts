@@ -64,11 +64,15 @@ export function backoffDelay(attempt: number, random: () => number = Math.random
   return Math.round(base / 2 + random() * (base / 2));
 }
 
-/** `ws(s)://host/v1/ws?access_token=…` for an http(s) origin. */
-export function wsUrl(origin: string, token: string): string {
+/** What the WebSocket URL carries: a one-time ticket, or (when tickets are unavailable) the token. */
+export type Credential = { ticket: string } | { token: string };
+
+/** `ws(s)://host/v1/ws?ticket=…` (or `?access_token=…`) for an http(s) origin. */
+export function wsUrl(origin: string, credential: Credential): string {
   const u = new URL('/v1/ws', origin);
   u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-  u.searchParams.set('access_token', token);
+  if ('ticket' in credential) u.searchParams.set('ticket', credential.ticket);
+  else u.searchParams.set('access_token', credential.token);
   return u.toString();
 }
 
@@ -202,9 +206,21 @@ export class Connection {
       }
       if (this.stopped) return;
     }
+    // A one-time ticket, so that the long-lived token never appears in a URL (proxies log URLs).
+    let credential: Credential;
+    try {
+      credential = { ticket: await this.opts.api.wsTicket() };
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return this.authFailed('unauthorized');
+      // 503: the server cannot issue tickets now (its Redis is down); 404: a server without them.
+      // Connecting with the token beats not connecting; the servers redact it from their logs.
+      if (e instanceof ApiError && (e.status === 503 || e.status === 404)) credential = { token: this.opts.token };
+      else return this.scheduleReconnect();
+    }
+    if (this.stopped) return;
     let ws: WebSocket;
     try {
-      ws = new WebSocket(wsUrl(this.origin, this.opts.token));
+      ws = new WebSocket(wsUrl(this.origin, credential));
     } catch {
       return this.scheduleReconnect();
     }

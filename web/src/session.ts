@@ -63,24 +63,52 @@ export function savePending(user: string, pending: PendingMessage[]) {
   else st.removeItem(pendingKey(user));
 }
 
+/** The http(s) origin of `text`, or null. */
+function toOrigin(text: string): string | null {
+  try {
+    const u = new URL(text.trim());
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u.origin : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The origins the client may send its token to: the page's own, and those the server lists in
+ * `<meta name="chat-edges" content="http://a:8080,http://b:8081">` (its `CHAT_WEB_EDGES`).
+ */
+export function allowedOrigins(): Set<string> {
+  const allowed = new Set<string>();
+  const own = globalThis.location?.origin;
+  if (own && own !== 'null') allowed.add(own);
+  const meta = globalThis.document?.querySelector?.('meta[name="chat-edges"]')?.getAttribute('content') ?? '';
+  for (const part of meta.split(',')) {
+    const origin = toOrigin(part);
+    if (origin) allowed.add(origin);
+  }
+  return allowed;
+}
+
 /**
  * Edge origins to alternate between on reconnect: `?edges=http://a:8080,http://b:8081` (remembered),
- * else `localStorage['chat.edges']`, else the page's own origin only.
+ * else `localStorage['chat.edges']`, else the page's own origin only. Only allowed origins count
+ * (a link to `/?edges=https://evil.example` must not hand the token to that host), and only they
+ * are remembered; a remembered list is checked again on every load.
  */
-export function configuredOrigins(): string[] | undefined {
+export function configuredOrigins(allowed: Set<string> = allowedOrigins()): string[] | undefined {
+  const pick = (raw: string) =>
+    raw
+      .split(',')
+      .map(toOrigin)
+      .filter((o): o is string => o !== null && allowed.has(o));
   const fromQuery = new URLSearchParams(globalThis.location?.search ?? '').get('edges');
+  let list: string[];
   if (fromQuery !== null) {
-    if (fromQuery) storage()?.setItem('chat.edges', fromQuery);
+    list = pick(fromQuery);
+    if (list.length) storage()?.setItem('chat.edges', list.join(','));
     else storage()?.removeItem('chat.edges');
-  }
-  const raw = fromQuery ?? storage()?.getItem('chat.edges') ?? '';
-  const list: string[] = [];
-  for (const part of raw.split(',')) {
-    try {
-      if (part.trim()) list.push(new URL(part.trim()).origin);
-    } catch {
-      /* ignore a malformed entry */
-    }
+  } else {
+    list = pick(storage()?.getItem('chat.edges') ?? '');
   }
   return list.length ? list : undefined;
 }

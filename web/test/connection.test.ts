@@ -41,6 +41,7 @@ const CONV: Conversation = { id: DM, kind: 'direct', title: null, members: ['ali
 function fakeApi(over: Partial<Api> = {}): Api {
   return {
     conversations: vi.fn(async () => [CONV]),
+    wsTicket: vi.fn(async () => 'T1'),
     messages: vi.fn(async () => []),
     receipts: vi.fn(async () => ({})),
     ...over,
@@ -72,8 +73,55 @@ afterEach(() => {
 
 describe('connection', () => {
   it('builds the ws URL from an http origin', () => {
-    expect(wsUrl('http://127.0.0.1:8080', 'a.b c')).toBe('ws://127.0.0.1:8080/v1/ws?access_token=a.b+c');
-    expect(wsUrl('https://chat.example', 't')).toBe('wss://chat.example/v1/ws?access_token=t');
+    expect(wsUrl('http://127.0.0.1:8080', { token: 'a.b c' })).toBe('ws://127.0.0.1:8080/v1/ws?access_token=a.b+c');
+    expect(wsUrl('https://chat.example', { token: 't' })).toBe('wss://chat.example/v1/ws?access_token=t');
+    expect(wsUrl('https://chat.example', { ticket: 'x-_y' })).toBe('wss://chat.example/v1/ws?ticket=x-_y');
+  });
+
+  it('connects with a one-time ticket, never with the token in the URL', async () => {
+    let n = 0;
+    const api = await started(fakeApi({ wsTicket: vi.fn(async () => `T${++n}`) }));
+    let ws = latest();
+    expect(ws.url).toBe('ws://127.0.0.1:8080/v1/ws?ticket=T1');
+    expect(ws.url).not.toContain('tok');
+    ws.open();
+    ws.drop(1006);
+    await vi.advanceTimersByTimeAsync(BACKOFF_CAP_MS);
+    ws = latest();
+    // A fresh ticket for every connection (each is good once).
+    expect(ws.url).toBe('ws://127.0.0.1:8081/v1/ws?ticket=T2');
+    expect(api.wsTicket).toHaveBeenCalledTimes(2);
+  });
+
+  it('falls back to the token when the server cannot issue tickets (503, 404)', async () => {
+    for (const status of [503, 404]) {
+      FakeWS.instances = [];
+      await started(fakeApi({ wsTicket: vi.fn(async () => Promise.reject(new ApiError(status, 'unavailable', 'x'))) }));
+      expect(latest().url).toBe('ws://127.0.0.1:8080/v1/ws?access_token=tok');
+      conn.stop();
+    }
+  });
+
+  it('a refused ticket request (401) signs out; a network error retries later without a socket', async () => {
+    const onAuthFailure = vi.fn();
+    await started(fakeApi({ wsTicket: vi.fn(async () => Promise.reject(new ApiError(401, 'unauthorized', 'x'))) }), onAuthFailure);
+    expect(FakeWS.instances).toHaveLength(0);
+    expect(onAuthFailure).toHaveBeenCalledWith('unauthorized');
+    conn.stop();
+    let calls = 0;
+    await started(
+      fakeApi({
+        wsTicket: vi.fn(async () => {
+          calls++;
+          if (calls === 1) throw new ApiError(0, 'network', 'offline');
+          return 'T9';
+        }),
+      }),
+    );
+    expect(FakeWS.instances).toHaveLength(0);
+    expect(conn.status).toBe('reconnecting');
+    await vi.advanceTimersByTimeAsync(BACKOFF_CAP_MS);
+    expect(latest().url).toBe('ws://127.0.0.1:8081/v1/ws?ticket=T9');
   });
 
   it('backoff grows exponentially with jitter and is capped', () => {
@@ -87,7 +135,7 @@ describe('connection', () => {
   it('on open: sync with cursors, presence.subscribe for known users', async () => {
     await started();
     const ws = latest();
-    expect(ws.url).toBe('ws://127.0.0.1:8080/v1/ws?access_token=tok');
+    expect(ws.url).toBe('ws://127.0.0.1:8080/v1/ws?ticket=T1');
     ws.open();
     expect(conn.status).toBe('open');
     const [sync] = ws.ofType('sync');

@@ -221,6 +221,8 @@ export type ServerFrame =
 
 export interface ConversationsResponse {
   conversations: Conversation[];
+  /** The `after` of the next page; null (or absent, from older servers) after the last. */
+  next?: string | null;
 }
 export interface MessagesResponse {
   messages: Message[];
