@@ -456,6 +456,7 @@ class Generator:
         return {
             "tallies": {tag: t.counts() for tag, t in self.tallies.items()},
             "pending_acks": pending,
+            "awaiting_seq": len(self.awaiting_seq),
             "connected": sum(c.connected for c in self.clients),
         }
 
