@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -49,6 +50,11 @@ def sasl_env() -> dict[str, str]:
     subprocess.run([STACK, "start"], check=True)
     kafka = read_client_env()
     assert kafka["CHAT_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", kafka.keys()
+    host, _, port = kafka["CHAT_KAFKA_BOOTSTRAP"].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError:
+        pytest.fail(f"no SASL_SSL listener on {host}:{port}: 'ops/stack/stack.sh restart kafka'")
     return {
         **TEST_ENV,
         "CHAT_TOPIC_PREFIX": PREFIX,
