@@ -340,9 +340,9 @@ kafka_cds_wanted() {  # true if CDS is enabled and its archive (or failure marke
   [ ! -f "$jsa" ] && [ ! -f "$jsa.failed" ]
 }
 
-render_kafka_props() {  # render_kafka_props OUT KAFKA_PORT CONTROLLER_PORT KAFKA_DATA_DIR SASL_PORT
+render_kafka_props() {  # render_kafka_props OUT KAFKA_PORT CONTROLLER_PORT KAFKA_DATA_DIR SASL_PORT [quiet]
   local tls="$4/tls"
-  ensure_kafka_tls "$tls"
+  ensure_kafka_tls "$tls" "${6:-}"
   sed -e "s|@KAFKA_PORT@|$2|g" -e "s|@CONTROLLER_PORT@|$3|g" -e "s|@KAFKA_DATA_DIR@|$4|g" \
     -e "s|@SASL_PORT@|$5|g" -e "s|@KAFKA_TLS_DIR@|$tls|g" \
     -e "s|@KEYSTORE_PASSWORD@|$(cat "$tls/keystore.password")|g" \
@@ -356,8 +356,8 @@ render_kafka_props() {  # render_kafka_props OUT KAFKA_PORT CONTROLLER_PORT KAFK
 # and its key), the broker's key and certificate (SAN 127.0.0.1 and localhost) in broker.p12,
 # a client certificate for mutual TLS (client.crt, client.key), the keystore password and the
 # SCRAM user's password. Valid 10 years; delete DIR to make new ones (then restart kafka).
-ensure_kafka_tls() {
-  local dir="$1" f missing=0
+ensure_kafka_tls() {  # ensure_kafka_tls DIR [quiet]
+  local dir="$1" quiet="${2:-}" f missing=0
   for f in ca.crt broker.p12 keystore.password client.crt client.key scram.password; do
     [ -s "$dir/$f" ] || missing=1
   done
@@ -395,7 +395,7 @@ ensure_kafka_tls() {
   fi
   rm -rf "$dir" "$tmp.log"
   mv "$tmp" "$dir"
-  log "kafka: generated a local CA, broker and client certificates and a SCRAM password in $dir"
+  [ -n "$quiet" ] || log "kafka: generated a local CA, broker and client certificates and a SCRAM password in $dir"
 }
 
 # ensure_kafka_scram_user: the SCRAM user of the SASL_SSL listener exists with the password in
@@ -465,7 +465,7 @@ ss=[socket.socket() for _ in range(3)]
 [s.bind(("127.0.0.1", 0)) for s in ss]
 print(*[s.getsockname()[1] for s in ss])')"
   read -r bport cport sport <<<"$ports"
-  render_kafka_props "$work/server.properties" "$bport" "$cport" "$work" "$sport"
+  render_kafka_props "$work/server.properties" "$bport" "$cport" "$work" "$sport" quiet
   local jopts; mapfile -t jopts < <(kafka_java_opts)
   if java -Xmx256m -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2-tools.xml" \
        -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$KAFKA_CLUSTER_ID" \
