@@ -126,6 +126,15 @@ class Settings:
     worker_rebuild: bool = False
     replication_factor: int = 1
     inbox_max_per_conversation: int = 200
+    # Bytes of pending messages one user's inbox row keeps (the oldest beyond it are read from
+    # the store on sync), and of messages one sync answer carries (further conversations are
+    # answered with ranges the edge reads from the store). Both keep records far below the
+    # broker's 1 MiB record limit whatever users send.
+    inbox_max_bytes: int = 256 * 1024
+    sync_max_bytes: int = 256 * 1024
+    # Internal records (chat.commands, chat.users, chat.deliver) bundle many events; a bundle
+    # is split beyond this many bytes.
+    bundle_max_bytes: int = 512 * 1024
     dedup_window: int = 256
     # Sink
     sink_group: str = "chat-mongo-sink"
@@ -199,6 +208,9 @@ def _validate(settings: Settings) -> None:
         "messages_burst",
         "typing_burst",
         "inbox_max_per_conversation",
+        "inbox_max_bytes",
+        "sync_max_bytes",
+        "bundle_max_bytes",
         "dedup_window",
         "connections_per_user",
         "max_group_members",

@@ -9,32 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chat.settings import Settings
-from tables import (
-    activity,
-    conversations,
-    inbox,
-    presence_subscribers,
-    receipts,
-    sequences,
-    sessions,
-    typing_state,
-)
 
 
 @dataclass(frozen=True)
 class TopicSpec:
+    short: str  # the name without the deployment's prefix: "commands"
     name: str
     partitions: int
     key: str
     writers: str
     readers: str
     config: dict[str, str] = field(default_factory=dict)
+    # Internal topics carry bundles (see chat/records.py): a record is a JSON array of events.
+    bundled: bool = False
 
 
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 ONE_DAY = {"retention.ms": str(24 * 3600 * 1000)}
 ONE_HOUR = {"retention.ms": str(3600 * 1000)}
+ONE_WEEK = {"retention.ms": str(7 * 24 * 3600 * 1000)}
 # A worker recovers a table by reading its whole changelog. Kafka compacts only closed segments,
 # so they are rolled every 10 minutes (not after 7 days or 1 GiB) and cleaned once a fifth of the
 # log is superseded rows: a restart then reads about one row per key, not every write.
@@ -45,17 +39,6 @@ CHANGELOG = {
 }
 
 
-# Faust tables and the partitioning of their keys (their changelogs are created with them).
-CONVERSATION_TABLES = (
-    conversations.TABLE,
-    sequences.TABLE,
-    receipts.TABLE,
-    typing_state.TABLE,
-    activity.TABLE,
-)
-USER_TABLES = (sessions.TABLE, inbox.TABLE, presence_subscribers.TABLE)
-
-
 def changelog_name(settings: Settings, table: str) -> str:
     """The changelog topic of a worker table, named as Faust names them. Its keys are the raw
     key bytes of the source topic (``conversation_id`` or ``user_id``), so a changelog
@@ -63,85 +46,74 @@ def changelog_name(settings: Settings, table: str) -> str:
     return f"{settings.worker_app_id}-{table}-changelog"
 
 
-def changelog_specs(settings: Settings) -> list[TopicSpec]:
-    """Changelog topics of the worker tables."""
-    specs = []
-    for tables, partitions, key in (
-        (CONVERSATION_TABLES, settings.conversation_partitions, "conversation_id"),
-        (USER_TABLES, settings.user_partitions, "user_id"),
-    ):
-        for table in tables:
-            specs.append(
-                TopicSpec(
-                    changelog_name(settings, table),
-                    partitions,
-                    key,
-                    "worker (table writes)",
-                    "worker (recovery, standbys)",
-                    dict(CHANGELOG),
-                )
-            )
-    return specs
-
-
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     conv = settings.conversation_partitions
+
+    def spec(
+        short: str,
+        partitions: int,
+        key: str,
+        writers: str,
+        readers: str,
+        config: dict[str, str],
+        bundled: bool = False,
+    ) -> TopicSpec:
+        return TopicSpec(
+            short, settings.topic(short), partitions, key, writers, readers, dict(config), bundled
+        )
+
     return [
-        TopicSpec(
-            settings.topic("commands"),
+        # Commands are the input of the router: kept forever, so that tables can be rebuilt.
+        spec(
+            "commands",
             conv,
-            "conversation_id",
+            "conversation_id (bundles: partition = hash of it)",
             "edges, worker timers",
             "router",
-            # Commands are the input of the router: keep them long enough to rebuild tables.
-            dict(KEEP_FOREVER),
+            KEEP_FOREVER,
+            bundled=True,
         ),
-        TopicSpec(
-            settings.topic("messages"),
-            conv,
-            "conversation_id",
-            "router",
-            "mongo sink",
-            dict(KEEP_FOREVER),
-        ),
-        TopicSpec(
-            settings.topic("conversations"),
-            conv,
-            "conversation_id",
-            "router",
-            "mongo sink",
-            dict(COMPACTED),
-        ),
-        TopicSpec(
-            settings.topic("receipts"),
-            conv,
-            "conversation_id|user",
-            "router",
-            "mongo sink",
-            dict(COMPACTED),
-        ),
-        TopicSpec(
-            settings.topic("users"),
+        spec("messages", conv, "conversation_id", "router", "mongo sink", KEEP_FOREVER),
+        spec("conversations", conv, "conversation_id", "router", "mongo sink", COMPACTED),
+        spec("receipts", conv, "conversation_id|user", "router", "mongo sink", COMPACTED),
+        spec(
+            "users",
             settings.user_partitions,
-            "user_id",
+            "user_id (bundles: partition = hash of it)",
             "router, edges, worker timers",
             "sessions agent",
-            dict(ONE_DAY),
+            ONE_DAY,
+            bundled=True,
         ),
-        TopicSpec(
-            settings.topic("activity"),
+        spec(
+            "activity",
             conv,
             "conversation_id",
             "activity agent (the example agent)",
             "dashboards, anything new",
-            dict(COMPACTED),
+            COMPACTED,
         ),
-        TopicSpec(
-            settings.topic("deliver"),
+        spec(
+            "deliver",
             settings.deliver_partitions,
             "none (partition = edge slot)",
             "router (acks, errors), sessions agent",
             "the edge holding that slot",
-            dict(ONE_HOUR),
+            ONE_HOUR,
+            bundled=True,
+        ),
+        # Records a worker could never write (too large, refused for good), with the reason:
+        # the partition moved on without them, and an operator looks here.
+        spec(
+            "deadletter",
+            1,
+            "the topic the record was meant for",
+            "workers",
+            "operators (chatctl, alerts)",
+            ONE_WEEK,
         ),
     ]
+
+
+def topic_spec(settings: Settings, short: str) -> TopicSpec:
+    return next(spec for spec in topic_specs(settings) if spec.short == short)

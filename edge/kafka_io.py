@@ -1,5 +1,12 @@
 """The edge's only link to the stream topology: a producer for commands and user events, and a
-consumer of its own ``chat.deliver`` partition (the edge slot)."""
+consumer of its own ``chat.deliver`` partition (the edge slot).
+
+Both directions carry bundles (chat/records.py). Commands and user events are gathered per
+destination partition: the first event of an idle partition is sent on the next turn of the
+event loop with whatever else arrived in that turn, and while a bundle is in flight the next
+events wait and go out together when it is acknowledged. A lone event is not delayed; under
+load bundles grow by themselves, and the stream agents pay their per-record cost per bundle.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from aiokafka.errors import KafkaError
 from chat import records
 from chat.kafka_security import aiokafka_kwargs
 from chat.settings import Settings
+from chat.topics import TopicSpec, topic_spec
 from edge import metrics
 
 log = logging.getLogger("chat.edge.kafka")
@@ -25,13 +33,26 @@ class KafkaUnavailable(Exception):
     """A record could not be written to Kafka in time; the client gets ``unavailable``."""
 
 
+class _Lane:
+    """The events waiting for one partition, and whether a bundle of it is in flight."""
+
+    __slots__ = ("entries", "flushing", "waiters")
+
+    def __init__(self) -> None:
+        self.entries: list[bytes] = []
+        self.waiters: list[asyncio.Future[None]] = []
+        self.flushing = False
+
+
 class KafkaIO:
     def __init__(self, settings: Settings, on_delivery: Callable[[dict[str, Any]], None]) -> None:
         self.settings = settings
         self.on_delivery = on_delivery
-        self.commands_topic = settings.topic("commands")
-        self.users_topic = settings.topic("users")
+        self.commands_topic = topic_spec(settings, "commands")
+        self.users_topic = topic_spec(settings, "users")
         self.deliver_topic = settings.topic("deliver")
+        self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._flushes: set[asyncio.Task[None]] = set()
         self.producer = self._new_producer()
         self._producer_lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
@@ -103,25 +124,63 @@ class KafkaIO:
             for batch in batches.values():
                 for record in batch:
                     try:
-                        self.on_delivery(records.loads(record.value))
+                        entries = records.decode_bundle(record.value)
                     except Exception:
                         log.exception("bad delivery record", extra={"offset": record.offset})
+                        continue
+                    for entry in entries:
+                        try:
+                            self.on_delivery(entry)
+                        except Exception:
+                            log.exception("bad delivery", extra={"offset": record.offset})
 
-    async def _send(self, topic: str, key: str, value: dict[str, Any]) -> None:
+    async def _send(self, topic: TopicSpec, key: str, value: dict[str, Any]) -> None:
+        """Queue the event in its partition's lane; returns once its bundle is acknowledged."""
         started = time.monotonic()
-        producer = self.producer
-        try:
-            await asyncio.wait_for(
-                producer.send_and_wait(topic, records.dumps(value), key=key.encode()),
-                PRODUCE_TIMEOUT_S,
-            )
-        except TimeoutError:
-            raise KafkaUnavailable("Kafka did not acknowledge in time") from None
-        except Exception as exc:  # KafkaError, or a producer that never (re)started
-            if not getattr(exc, "retriable", False):
-                await self._replace_producer(producer)
-            raise KafkaUnavailable(str(exc) or type(exc).__name__) from None
+        partition = records.partition_for(key, topic.partitions)
+        lane = self._lanes.get((topic.name, partition))
+        if lane is None:
+            lane = self._lanes[(topic.name, partition)] = _Lane()
+        acknowledged = asyncio.get_running_loop().create_future()
+        lane.entries.append(records.keyed_event(key, value))
+        lane.waiters.append(acknowledged)
+        if not lane.flushing:
+            lane.flushing = True
+            task = asyncio.create_task(self._flush(topic.name, partition, lane))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+        await acknowledged
         metrics.produce_seconds.observe(time.monotonic() - started)
+
+    async def _flush(self, topic: str, partition: int, lane: _Lane) -> None:
+        """Send the lane's events as bundles, one in flight at a time, until it is empty."""
+        try:
+            while lane.entries:
+                entries, waiters = lane.entries, lane.waiters
+                lane.entries, lane.waiters = [], []
+                producer = self.producer
+                error: KafkaUnavailable | None = None
+                try:
+                    for value in records.split_bundles(entries, self.settings.bundle_max_bytes):
+                        await asyncio.wait_for(
+                            producer.send_and_wait(topic, value, partition=partition),
+                            PRODUCE_TIMEOUT_S,
+                        )
+                except TimeoutError:
+                    error = KafkaUnavailable("Kafka did not acknowledge in time")
+                except Exception as exc:  # KafkaError, or a producer that never (re)started
+                    if not getattr(exc, "retriable", False):
+                        await self._replace_producer(producer)
+                    error = KafkaUnavailable(str(exc) or type(exc).__name__)
+                for waiter in waiters:
+                    if waiter.done():
+                        continue
+                    if error is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(error)
+        finally:
+            lane.flushing = False
 
     async def send_command(self, conversation_id: str, command: dict[str, Any]) -> None:
         await self._send(self.commands_topic, conversation_id, command)

@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from chat.kafka_security import aiokafka_kwargs
 from chat.settings import Settings, describe, load_settings
 from chat.topics import changelog_name, topic_specs
+from topologies.topology import AGENTS, input_topics
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -51,11 +53,7 @@ async def topic_report(settings: Settings) -> list[dict[str, Any]]:
     await consumer.start()
     try:
         groups = {
-            settings.worker_app_id: [
-                settings.topic("commands"),
-                settings.topic("users"),
-                settings.topic("messages"),
-            ],
+            settings.worker_app_id: [settings.topic(t) for t in input_topics()],
             settings.sink_group: [
                 settings.topic(t) for t in ("messages", "conversations", "receipts")
             ],
@@ -97,30 +95,19 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-# Who reads and writes what; docs/topology.md draws the same graph.
-AGENTS = [
-    (
-        "router",
-        "commands",
-        ["conversations", "sequences", "receipts", "typing"],
-        ["messages", "conversations", "receipts", "users", "deliver"],
-    ),
-    ("sessions", "users", ["sessions", "inbox", "presence_subscribers"], ["deliver"]),
-    ("activity", "messages", ["activity"], ["activity"]),
-]
-
-
 def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
+    """Who reads and writes what, from the declarations in topologies/topology.py."""
     print("topics:")
     for spec in topic_specs(settings):
         config = ", ".join(f"{k}={v}" for k, v in spec.config.items())
+        shape = "bundles" if spec.bundled else "one record per event"
         print(f"  {spec.name:<20} key={spec.key:<28} partitions={spec.partitions:<3} {config}")
-        print(f"  {'':<20} writers: {spec.writers}; readers: {spec.readers}")
+        print(f"  {'':<20} {shape}; writers: {spec.writers}; readers: {spec.readers}")
     print("agents:")
-    for name, source, tables, outputs in AGENTS:
-        targets = ", ".join(settings.topic(t) for t in outputs)
-        print(f"  {settings.topic(source)} --> [{name}] --> {targets}")
-        for table in tables:
+    for agent in AGENTS:
+        targets = ", ".join(settings.topic(t) for t in agent.outputs)
+        print(f"  {settings.topic(agent.source)} --> [{agent.name}] --> {targets}")
+        for table in agent.tables:
             changelog = changelog_name(settings, table)
             print(f"  {'':<16}table {table:<22} changelog {changelog}")
     sources = ", ".join(settings.topic(t) for t in ("messages", "conversations", "receipts"))
@@ -178,6 +165,36 @@ def cmd_replay_tables(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def dead_letters(settings: Settings, newest: int) -> list[dict[str, Any]]:
+    """The newest entries of the dead-letter topic (one partition), oldest first."""
+    topic = settings.topic("deadletter")
+    consumer = AIOKafkaConsumer(
+        **aiokafka_kwargs(settings), group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, max(0, end - newest))
+        entries: list[dict[str, Any]] = []
+        while await consumer.position(tp) < end:
+            for batch in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                entries.extend(orjson.loads(record.value) for record in batch)
+        return entries
+    finally:
+        await consumer.stop()
+
+
+def cmd_deadletters(settings: Settings, args: argparse.Namespace) -> int:
+    for entry in asyncio.run(dead_letters(settings, args.newest)):
+        print(
+            f"{entry['topic']}[{entry['partition']}] key={entry['key']!r} "
+            f"bytes={entry['bytes']} reason={entry['reason']}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("topology", help="print the stream topology").set_defaults(func=cmd_topology)
     sub.add_parser("env", help="list every CHAT_* variable").set_defaults(func=cmd_env)
+    dead = sub.add_parser("deadletters", help="list records the workers could never write")
+    dead.add_argument("--newest", type=int, default=50, help="how many of the newest entries")
+    dead.set_defaults(func=cmd_deadletters)
     replay = sub.add_parser("replay", help="rebuild derived state from the topics")
     replay_sub = replay.add_subparsers(dest="what", required=True)
     store = replay_sub.add_parser("store", help="rebuild MongoDB from the topics")

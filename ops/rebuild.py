@@ -22,8 +22,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from chat.kafka_security import aiokafka_kwargs
 from chat.settings import Settings
+from chat.topics import topic_specs
 from ops.supervisor import REPO, Supervisor, worker_spec
 from ops.topics import ensure_topics
+from topologies.topology import input_topics
 
 Progress = Callable[[int, int], None]
 
@@ -40,16 +42,16 @@ class RebuildRefused(Exception):
 
 
 async def input_end_offsets(settings: Settings) -> dict[TopicPartition, int]:
-    """End offsets of the agents' input topics (what the rebuild must consume): commands
-    (router), users (sessions agent), messages (activity agent)."""
+    """End offsets of the agents' input topics (what the rebuild must consume)."""
     consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings), group_id=None)
     await consumer.start()
     try:
+        specs = {spec.short: spec for spec in topic_specs(settings)}
         tps = [
-            TopicPartition(settings.topic(name), p)
-            for name in ("commands", "messages")
-            for p in range(settings.conversation_partitions)
-        ] + [TopicPartition(settings.topic("users"), p) for p in range(settings.user_partitions)]
+            TopicPartition(specs[name].name, p)
+            for name in input_topics()
+            for p in range(specs[name].partitions)
+        ]
         return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()

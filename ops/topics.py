@@ -9,7 +9,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from chat.kafka_security import aiokafka_kwargs, exit_unless_kafka_accepts
 from chat.settings import Settings, load_settings
-from chat.topics import changelog_specs, topic_specs
+from chat.topics import topic_specs
+from topologies.topology import changelog_specs
 
 
 async def ensure_topics(settings: Settings) -> list[str]:

@@ -15,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat.kafka_security import exit_unless_kafka_accepts
 from chat.logs import setup_logging
-from topologies import activity, metrics, router, sessions  # noqa: F401  (registers agents, timers)
-from topologies.app import app, settings
+from topologies import metrics
+from topologies.runtime import app, settings
 
 
 @app.page("/healthz")

@@ -11,40 +11,22 @@ of each conversation on a compacted topic that dashboards or other services can 
 
 from __future__ import annotations
 
-from typing import Any
-
-from chat import records
 from tables import activity
-from topologies import metrics
-from topologies.app import (
-    activity_table,
-    activity_topic,
-    app,
-    deliver_topic,
-    messages_topic,
-    settings,
-)
-from topologies.outbox import Outbox
+from topologies.batch import Batch, Event
+
+ACTIVITY = activity.TABLE
 
 
-@app.agent(messages_topic, concurrency=1)
-async def count_activity(stream: Any) -> None:
-    async for events in stream.take_events(1000, within=settings.worker_batch_ms / 1000):
-        metrics.observe_batch_age("activity", events)
-        outbox = Outbox(app, deliver_topic, outputs=not settings.worker_rebuild)
-        changed: set[str] = set()
-        for event in events:
-            message = records.loads(event.value)
-            cid = message["conversation_id"]
-            row = outbox.row(activity_table, cid) or activity.empty()
-            new, counted = activity.count(row, message)
-            if counted:
-                outbox.stage_row(activity_table, cid, new)
-                changed.add(cid)
-        # One record per conversation and batch, not per message: the topic is compacted, and
-        # its readers want the latest state.
-        for cid in changed:
-            outbox.produce(
-                activity_topic, cid, activity.public(cid, outbox.row(activity_table, cid))
-            )
-        await outbox.publish_batch("activity", events)
+def count_activity(batch: Batch, events: list[Event]) -> None:
+    changed: set[str] = set()
+    for event in events:
+        cid = event.key
+        row = batch.row(ACTIVITY, cid) or activity.empty()
+        new, counted = activity.count(row, event.value)  # type: ignore[arg-type]
+        if counted:
+            batch.stage_row(ACTIVITY, cid, new)
+            changed.add(cid)
+    # One record per conversation and batch, not per message: the topic is compacted, and its
+    # readers want the latest state.
+    for cid in sorted(changed):
+        batch.emit("activity", cid, activity.public(cid, batch.row(ACTIVITY, cid)))

@@ -23,6 +23,22 @@ batch_events = Histogram(
     ["agent"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
+batch_records = Histogram(
+    "chat_worker_batch_records",
+    "Input records (bundles count once) per processed batch",
+    ["agent"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+dead_letters = Counter(
+    "chat_worker_dead_letters_total",
+    "Records the broker refused for good, written to the dead-letter topic instead",
+    ["topic"],
+)
+undecodable_records = Counter(
+    "chat_worker_undecodable_records_total",
+    "Input records skipped because they could not be decoded",
+    ["topic"],
+)
 table_rows = Gauge(
     "chat_worker_table_rows", "Rows held by this worker (active and standby)", ["table"]
 )

@@ -1,191 +1,150 @@
 """Sessions agent: ``chat.users`` (key: user_id) → frames for the user's live sessions.
 
 It owns the user-keyed tables (sessions, inbox, presence_subscribers): where each user is
-connected, what they have not confirmed yet, and who watches their presence.
+connected, what they have not confirmed yet, and who watches their presence. Pure: it reads and
+stages rows and outputs through the :class:`~topologies.batch.Batch`; the runtime writes them.
 
-    chat.users ──▶ sessions agent ──▶ chat.deliver (partition = edge slot of each session)
-                                  └─▶ Redis chat:presence:<user> (look-up cache)
+    chat.users ──▶ sessions agent ──▶ chat.deliver (bundled per edge slot)
+                                  └─▶ Redis chat:presence:<user> (look-up cache, written
+                                      before the presence frames go out)
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from chat import protocol, records
 from chat.keys import edge_alive_key, presence_key
-from chat.redis_pool import connect_redis
 from tables import inbox, presence_subscribers, sessions
 from tables.sessions import SessionsRow
-from topologies import metrics
-from topologies.app import (
-    app,
-    deliver_topic,
-    inbox_table,
-    presence_subscribers_table,
-    sessions_table,
-    settings,
-    users_topic,
-)
-from topologies.outbox import Outbox
-from topologies.router import event_time_ms
+from topologies.batch import Batch, Event
+from topologies.timers import Worker
 
 log = logging.getLogger("chat.sessions")
-redis_client = connect_redis(settings)
-_presence_writes: set[asyncio.Task[None]] = set()
+
+SESSIONS = sessions.TABLE
+INBOX = inbox.TABLE
+SUBSCRIBERS = presence_subscribers.TABLE
 
 
-@app.agent(users_topic, concurrency=1)
-async def route_users(stream: Any) -> None:
-    async for events in stream.take_events(1000, within=settings.worker_batch_ms / 1000):
-        metrics.observe_batch_age("sessions", events)
-        outbox = Outbox(app, deliver_topic, outputs=not settings.worker_rebuild)
-        presence_changes: list[tuple[str, str, int]] = []
-        for event in events:
-            user = event.key.decode()
-            record = records.loads(event.value)
-            try:
-                change = handle_user_event(outbox, user, record, event_time_ms(event))
-            except Exception:
-                log.exception("user event failed", extra={"op": record.get("op")})
-                continue
-            if change is not None:
-                presence_changes.append(change)
-        await outbox.publish_batch("sessions", events)
-        if presence_changes and not settings.worker_rebuild:
-            write_presence_cache(presence_changes)
+def route_users(batch: Batch, events: list[Event]) -> None:
+    for event in events:
+        try:
+            handle_user_event(batch, event.key, event.value, event.at)
+        except Exception:
+            log.exception("user event failed", extra={"op": event.value.get("op")})
 
 
-def handle_user_event(
-    outbox: Outbox, user: str, record: dict[str, Any], at: int
-) -> tuple[str, str, int] | None:
-    """Apply one event; returns ``(user, status, last_seen)`` when the user's presence changed."""
+def handle_user_event(batch: Batch, user: str, record: dict[str, Any], at: int) -> None:
     op = record["op"]
     if op == "message":
         message = record["message"]
-        row = outbox.row(inbox_table, user) or {}
-        outbox.stage_row(
-            inbox_table, user, inbox.add_message(row, message, settings.inbox_max_per_conversation)
-        )
-        send_to_sessions(
-            outbox, user, records.message_frame(message), exclude=record.get("exclude")
-        )
+        row = batch.row(INBOX, user) or {}
+        batch.stage_row(INBOX, user, inbox.add_message(row, message, inbox_limits(batch)))
+        send_to_sessions(batch, user, records.message_frame(message), exclude=record.get("exclude"))
     elif op == "receipt":
         frame = record["frame"]
         if frame["user"] == user and frame["kind"] == "delivered":
-            row = outbox.row(inbox_table, user) or {}
-            outbox.stage_row(
-                inbox_table, user, inbox.mark_delivered(row, frame["conversation_id"], frame["seq"])
+            row = batch.row(INBOX, user) or {}
+            batch.stage_row(
+                INBOX, user, inbox.mark_delivered(row, frame["conversation_id"], frame["seq"])
             )
-        send_to_sessions(outbox, user, frame)
+        send_to_sessions(batch, user, frame)
     elif op == "conversation":
-        row = outbox.row(inbox_table, user) or {}
+        row = batch.row(INBOX, user) or {}
         if record["member"]:
             new = inbox.join(row, record["conversation_id"], record.get("last_seq", 0))
         else:
             new = inbox.leave(row, record["conversation_id"])
-        outbox.stage_row(inbox_table, user, new)
-        send_to_sessions(outbox, user, record["frame"])
+        batch.stage_row(INBOX, user, new)
+        send_to_sessions(batch, user, record["frame"])
     elif op == "frame":
-        send_to_sessions(outbox, user, record["frame"])
+        send_to_sessions(batch, user, record["frame"])
     elif op == "sync":
-        answer_sync(outbox, user, record)
+        answer_sync(batch, user, record)
     elif op == "presence.subscribe":
-        row = outbox.row(presence_subscribers_table, user) or {}
-        outbox.stage_row(
-            presence_subscribers_table,
+        row = batch.row(SUBSCRIBERS, user) or {}
+        batch.stage_row(
+            SUBSCRIBERS,
             user,
             presence_subscribers.subscribe(row, record["session"], record["slot"]),
         )
     elif op == "presence.unsubscribe":
-        row = dict(outbox.row(presence_subscribers_table, user) or {})
+        row = dict(batch.row(SUBSCRIBERS, user) or {})
         if row.pop(record["session"], None) is not None:
-            outbox.stage_row(presence_subscribers_table, user, row or None)
+            batch.stage_row(SUBSCRIBERS, user, row or None)
     elif op == "session.open":
-        return change_sessions(
-            outbox,
+        change_sessions(
+            batch,
             user,
-            at,
             lambda r: sessions.open_session(
                 r, record["session"], record["slot"], record["edge"], at
             ),
         )
     elif op in ("session.close", "session.expire"):
-        return change_sessions(
-            outbox, user, at, lambda r: sessions.close_session(r, record["session"], at)
-        )
+        change_sessions(batch, user, lambda r: sessions.close_session(r, record["session"], at))
     else:
         log.warning("unknown user event", extra={"op": op})
-    return None
+
+
+def inbox_limits(batch: Batch) -> inbox.Limits:
+    return inbox.Limits(
+        per_conversation=batch.settings.inbox_max_per_conversation,
+        bytes=batch.settings.inbox_max_bytes,
+    )
 
 
 def send_to_sessions(
-    outbox: Outbox, user: str, frame: dict[str, Any], exclude: str | None = None
+    batch: Batch, user: str, frame: dict[str, Any], exclude: str | None = None
 ) -> None:
-    row: SessionsRow | None = outbox.row(sessions_table, user)
+    row: SessionsRow | None = batch.row(SESSIONS, user)
     if not row:
         return
     for slot, session_ids in sessions.by_slot(row, exclude).items():
-        outbox.deliver(slot, session_ids, frame)
+        batch.deliver(slot, session_ids, frame)
 
 
-def change_sessions(outbox: Outbox, user: str, at: int, change: Any) -> tuple[str, str, int] | None:
-    before: SessionsRow = outbox.row(sessions_table, user) or sessions.empty()
-    after: SessionsRow = change(before)
+def change_sessions(batch: Batch, user: str, change: Callable[[SessionsRow], SessionsRow]) -> None:
+    before: SessionsRow = batch.row(SESSIONS, user) or sessions.empty()
+    after = change(before)
     if after is before:
-        return None
-    outbox.stage_row(sessions_table, user, after)
+        return
+    batch.stage_row(SESSIONS, user, after)
     was_online, is_online = sessions.is_online(before), sessions.is_online(after)
     if was_online == is_online:
-        return None
+        return
     status = "online" if is_online else "offline"
+    # The look-up cache first (the runtime writes it before the frames go out), so that a
+    # watcher who queries right after the presence frame reads the same status.
+    batch.cache(presence_key(user), {"status": status, "last_seen": after["last_seen"]})
     frame = {"type": "presence", "user": user, "status": status, "last_seen": after["last_seen"]}
-    subscribers = outbox.row(presence_subscribers_table, user) or {}
+    subscribers = batch.row(SUBSCRIBERS, user) or {}
     for slot, session_ids in presence_subscribers.by_slot(subscribers).items():
-        outbox.deliver(slot, session_ids, frame)
-    return user, status, after["last_seen"]
+        batch.deliver(slot, session_ids, frame)
 
 
-def answer_sync(outbox: Outbox, user: str, record: dict[str, Any]) -> None:
-    row = outbox.row(inbox_table, user) or {}
+def answer_sync(batch: Batch, user: str, record: dict[str, Any]) -> None:
+    row = batch.row(INBOX, user) or {}
     messages, fetch, last_seqs, truncated = inbox.sync_reply(
-        row, record.get("cursors"), protocol.SYNC_PAGE
+        row, record.get("cursors"), protocol.SYNC_PAGE, batch.settings.sync_max_bytes
     )
-    outbox.deliver_raw(
+    batch.deliver_sync(
         record["slot"],
+        record["session"],
         {
-            "sessions": [record["session"]],
-            "sync": {
-                "id": record.get("id"),
-                "messages": messages,
-                "fetch": fetch,
-                "conversations": last_seqs,
-                "truncated": truncated,
-            },
+            "id": record.get("id"),
+            "messages": messages,
+            "fetch": fetch,
+            "conversations": last_seqs,
+            "truncated": truncated,
         },
     )
 
 
-def write_presence_cache(changes: list[tuple[str, str, int]]) -> None:
-    """Presence look-ups (``presence.query``) read Redis; it is a cache rebuilt from this table."""
-
-    async def write() -> None:
-        try:
-            async with redis_client.pipeline(transaction=False) as pipe:
-                for user, status, last_seen in changes:
-                    pipe.hset(
-                        presence_key(user), mapping={"status": status, "last_seen": last_seen}
-                    )
-                await pipe.execute()
-        except Exception as exc:  # Redis down: presence look-ups go stale, nothing is lost.
-            log.warning("presence cache write failed: %s", exc)
-
-    task = asyncio.ensure_future(write())
-    _presence_writes.add(task)
-    task.add_done_callback(_presence_writes.discard)
-
+# --------------------------------------------------------------------------- timers
 
 # Edges seen without a liveness key, and since when (monotonic seconds). An edge is declared
 # dead only when its key stays missing for a whole TTL: a live edge re-sets it every TTL/3, so a
@@ -193,14 +152,11 @@ def write_presence_cache(changes: list[tuple[str, str, int]]) -> None:
 _missing_since: dict[str, float] = {}
 
 
-@app.timer(interval=5.0)
-async def expire_dead_edges() -> None:
+async def expire_dead_edges(worker: Worker, now_ms: int) -> None:
     """Sessions of an edge whose liveness key expired are closed through the normal path: this
     timer only produces ``session.expire`` events; the agent owning the user applies them."""
-    if settings.worker_rebuild:
-        return
     by_edge: dict[str, list[tuple[str, str]]] = {}
-    for user, row in list(sessions_table.items()):
+    for user, row in worker.rows(SESSIONS):
         for sid, live in (row or {}).get("sessions", {}).items():
             by_edge.setdefault(live["edge"], []).append((user, sid))
     edges = list(by_edge)
@@ -208,7 +164,7 @@ async def expire_dead_edges() -> None:
         _missing_since.clear()
         return
     try:
-        alive = await redis_client.mget([edge_alive_key(e) for e in edges])
+        alive = await worker.redis.mget([edge_alive_key(e) for e in edges])
     except Exception as exc:
         log.warning("cannot check edge liveness (Redis): %s", exc)
         _missing_since.clear()
@@ -219,7 +175,7 @@ async def expire_dead_edges() -> None:
             _missing_since.pop(edge, None)
             continue
         first_missing = _missing_since.setdefault(edge, now)
-        if now - first_missing < settings.edge_liveness_ttl_s:
+        if now - first_missing < worker.settings.edge_liveness_ttl_s:
             continue
         del _missing_since[edge]
         log.info(
@@ -227,10 +183,7 @@ async def expire_dead_edges() -> None:
             extra={"edge": edge, "sessions": len(by_edge[edge])},
         )
         for user, sid in by_edge[edge]:
-            await users_topic.send(
-                key=user.encode(),
-                value=records.dumps({"op": "session.expire", "session": sid, "edge": edge}),
-            )
+            await worker.send("users", user, {"op": "session.expire", "session": sid, "edge": edge})
     for edge in set(_missing_since) - set(edges):
         del _missing_since[edge]
 
@@ -238,25 +191,25 @@ async def expire_dead_edges() -> None:
 _redis_run_id: str | None = None
 
 
-@app.timer(interval=5.0)
-async def rebuild_presence_cache() -> None:
+async def rebuild_presence_cache(worker: Worker, now_ms: int) -> None:
     """Redis keeps presence only as a cache. When this worker starts, or Redis restarts empty
     (its run_id changes), write the presence of every user this worker holds again."""
-    if settings.worker_rebuild:
-        return
     global _redis_run_id
     try:
-        run_id = str((await redis_client.info("server"))["run_id"])
+        run_id = str((await worker.redis.info("server"))["run_id"])
     except Exception:
         return  # Redis down: look-ups answer `unavailable` meanwhile
     if run_id == _redis_run_id:
         return
-    changes = [
-        (user, "online" if row["sessions"] else "offline", row["last_seen"])
-        for user, row in list(sessions_table.items())
+    writes = [
+        (
+            presence_key(user),
+            {"status": "online" if row["sessions"] else "offline", "last_seen": row["last_seen"]},
+        )
+        for user, row in worker.rows(SESSIONS)
         if row
     ]
-    if changes:
-        log.info("rebuilding the presence cache", extra={"users": len(changes)})
-        write_presence_cache(changes)
+    if writes:
+        log.info("rebuilding the presence cache", extra={"users": len(writes)})
+        await worker.set_cache(writes)
     _redis_run_id = run_id

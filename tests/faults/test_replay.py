@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from pymongo import AsyncMongoClient
 
-from chat.topics import CONVERSATION_TABLES, USER_TABLES, changelog_name
+from chat.topics import changelog_name
 from sinks.replay import replay_store
 from tests.conftest import NAMESPACE, TEST_ENV, App
 from tests.faults.test_process_faults import report
@@ -25,6 +25,7 @@ from tests.integration.helpers import (
     synced,
     topic_records,
 )
+from topologies.topology import AGENTS
 
 
 async def snapshot(app: App, db: str, cids: list[str]) -> dict[str, Any]:
@@ -149,7 +150,7 @@ async def test_replay_tables_rebuilds_identical_tables(app: App, clients, user_i
     seconds = time.monotonic() - t0
 
     rows = 0
-    for table in CONVERSATION_TABLES + USER_TABLES:
+    for table in [table for agent in AGENTS for table in agent.tables]:
         # The live tables may still take the last events of this test: compare once settled.
         live = await table_contents(app, app.settings.worker_app_id, table)
         rebuilt = await table_contents(app, app_id, table)

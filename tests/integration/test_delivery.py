@@ -6,7 +6,7 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
-from chat.records import delivery
+from chat.records import deliveries, frame_delivery
 from tests.integration.conftest import App
 from tests.integration.helpers import create_direct, live_session_of, synced
 
@@ -145,7 +145,9 @@ async def test_a_repeated_delivery_reaches_the_session_once(app: App, clients, u
     try:
         for seq in (1, 2, 1, 2, 3, 3, 4):
             await producer.send_and_wait(
-                app.settings.topic("deliver"), delivery([session_id], frame(seq)), partition=slot
+                app.settings.topic("deliver"),
+                deliveries([frame_delivery([session_id], frame(seq))]),
+                partition=slot,
             )
     finally:
         await producer.stop()

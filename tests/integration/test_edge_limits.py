@@ -9,7 +9,7 @@ import socket
 
 from aiokafka import AIOKafkaProducer
 
-from chat.records import delivery
+from chat.records import deliveries, frame_delivery
 from ops.supervisor import edge_spec
 from tests.client import ChatClient
 from tests.integration.conftest import EDGE_PORTS, TEST_ENV, App
@@ -131,7 +131,9 @@ async def test_a_client_that_stops_reading_is_closed_not_buffered(
     try:
         sends = [
             await producer.send(
-                app.settings.topic("deliver"), delivery([session_id], frame(seq)), partition=slot
+                app.settings.topic("deliver"),
+                deliveries([frame_delivery([session_id], frame(seq))]),
+                partition=slot,
             )
             for seq in range(1, 12_001)
         ]

@@ -538,6 +538,13 @@ def test_reopen_session_moves_slot() -> None:
 # --------------------------------------------------------------------------- inbox
 
 
+SYNC_BYTES = 256 * 1024
+
+
+def limits(keep: int, max_bytes: int = 256 * 1024) -> inbox.Limits:
+    return inbox.Limits(per_conversation=keep, bytes=max_bytes)
+
+
 def msg(seq: int, cid: str = GRP, sender: str = "bob") -> Message:
     return Message(
         conversation_id=cid,
@@ -556,14 +563,14 @@ def seqs(messages: list[Message]) -> list[int]:
 def fill(cid: str, upto: int, keep: int, row: inbox.InboxRow | None = None) -> inbox.InboxRow:
     row = {} if row is None else row
     for s in range(1, upto + 1):
-        row = inbox.add_message(row, msg(s, cid), keep)
+        row = inbox.add_message(row, msg(s, cid), limits(keep))
     return row
 
 
 def test_add_message_sorted_and_deduplicated() -> None:
     row: inbox.InboxRow = {}
     for s in (3, 1, 2, 3, 1):
-        row = inbox.add_message(row, msg(s), 10)
+        row = inbox.add_message(row, msg(s), limits(10))
     assert seqs(row[GRP]["pending"]) == [1, 2, 3]
     assert row[GRP]["last_seq"] == 3
     assert row[GRP]["delivered"] == 0
@@ -572,7 +579,7 @@ def test_add_message_sorted_and_deduplicated() -> None:
 def test_add_message_is_pure() -> None:
     row = fill(GRP, 2, 10)
     before = copy.deepcopy(row)
-    inbox.add_message(row, msg(3), 10)
+    inbox.add_message(row, msg(3), limits(10))
     inbox.mark_delivered(row, GRP, 2)
     assert row == before
 
@@ -581,7 +588,7 @@ def test_add_message_keeps_newest() -> None:
     row = fill(GRP, 10, 3)
     assert seqs(row[GRP]["pending"]) == [8, 9, 10]
     assert row[GRP]["last_seq"] == 10
-    row = inbox.add_message(row, msg(2), 3)  # a late old one does not displace newer ones
+    row = inbox.add_message(row, msg(2), limits(3))  # a late old one does not displace newer ones
     assert seqs(row[GRP]["pending"]) == [8, 9, 10]
 
 
@@ -601,11 +608,11 @@ def test_add_message_keep_zero_keeps_nothing() -> None:
 def test_add_message_ignores_delivered() -> None:
     row = fill(GRP, 3, 10)
     row = inbox.mark_delivered(row, GRP, 5)  # delivered can run ahead of the inbox
-    row = inbox.add_message(row, msg(4), 10)
-    row = inbox.add_message(row, msg(5), 10)
+    row = inbox.add_message(row, msg(4), limits(10))
+    row = inbox.add_message(row, msg(5), limits(10))
     assert row[GRP]["pending"] == []
     assert row[GRP]["last_seq"] == 5
-    row = inbox.add_message(row, msg(6), 10)
+    row = inbox.add_message(row, msg(6), limits(10))
     assert seqs(row[GRP]["pending"]) == [6]
 
 
@@ -637,7 +644,7 @@ def test_join_and_leave() -> None:
 def test_sync_without_cursors_uses_delivered() -> None:
     row = fill(GRP, 6, 10)
     row = inbox.mark_delivered(row, GRP, 3)
-    messages, fetch, last_seqs, truncated = inbox.sync_reply(row, None, 500)
+    messages, fetch, last_seqs, truncated = inbox.sync_reply(row, None, 500, SYNC_BYTES)
     assert seqs(messages) == [4, 5, 6]
     assert fetch == []
     assert last_seqs == {GRP: 6}
@@ -648,7 +655,7 @@ def test_sync_with_cursors() -> None:
     row = fill(GRP, 6, 10)
     row = fill(DM, 2, 10, row)
     row = inbox.mark_delivered(row, GRP, 5)
-    messages, fetch, last_seqs, truncated = inbox.sync_reply(row, {GRP: 2, DM: 2}, 500)
+    messages, fetch, last_seqs, truncated = inbox.sync_reply(row, {GRP: 2, DM: 2}, 500, SYNC_BYTES)
     # The client's cursor wins over the delivered cursor; messages dropped from the inbox are
     # fetched from the store.
     assert seqs(messages) == [6]
@@ -660,7 +667,7 @@ def test_sync_with_cursors() -> None:
 def test_sync_fetches_older_than_inbox() -> None:
     row = fill(GRP, 10, 3)
     assert seqs(row[GRP]["pending"]) == [8, 9, 10]
-    messages, fetch, _, truncated = inbox.sync_reply(row, {GRP: 0}, 500)
+    messages, fetch, _, truncated = inbox.sync_reply(row, {GRP: 0}, 500, SYNC_BYTES)
     assert fetch == [[GRP, 1, 7]]
     assert seqs(messages) == [8, 9, 10]
     assert not truncated
@@ -670,7 +677,7 @@ def test_sync_missing_cursor_starts_at_zero_and_unknown_cursors_ignored() -> Non
     row = fill(GRP, 2, 10)
     row = fill(DM, 2, 10, row)
     row = inbox.mark_delivered(row, DM, 2)
-    messages, fetch, last_seqs, _ = inbox.sync_reply(row, {GRP: 1, "dm:x:y": 0}, 500)
+    messages, fetch, last_seqs, _ = inbox.sync_reply(row, {GRP: 1, "dm:x:y": 0}, 500, SYNC_BYTES)
     # DM has no cursor: it starts at 0 although the delivered cursor (2) trimmed the inbox.
     assert [(m["conversation_id"], m["seq"]) for m in messages] == [(GRP, 2)]
     assert fetch == [[DM, 1, 2]]
@@ -680,16 +687,16 @@ def test_sync_missing_cursor_starts_at_zero_and_unknown_cursors_ignored() -> Non
 def test_sync_up_to_date() -> None:
     row = fill(GRP, 4, 10)
     row = inbox.join(row, DM, 0)
-    messages, fetch, last_seqs, truncated = inbox.sync_reply(row, {GRP: 4}, 500)
+    messages, fetch, last_seqs, truncated = inbox.sync_reply(row, {GRP: 4}, 500, SYNC_BYTES)
     assert (messages, fetch, truncated) == ([], [], False)
     assert last_seqs == {GRP: 4, DM: 0}
     # A cursor ahead of the server changes nothing.
-    assert inbox.sync_reply(row, {GRP: 40}, 500)[:2] == ([], [])
+    assert inbox.sync_reply(row, {GRP: 40}, 500, SYNC_BYTES)[:2] == ([], [])
 
 
 def test_sync_joined_without_messages_in_inbox_fetches_all() -> None:
     row = inbox.join({}, GRP, 5)
-    messages, fetch, _, truncated = inbox.sync_reply(row, None, 500)
+    messages, fetch, _, truncated = inbox.sync_reply(row, None, 500, SYNC_BYTES)
     assert messages == []
     assert fetch == [[GRP, 1, 5]]
     assert not truncated
@@ -697,12 +704,12 @@ def test_sync_joined_without_messages_in_inbox_fetches_all() -> None:
 
 def test_sync_truncates_at_page() -> None:
     row = fill(GRP, 1000, 200)
-    messages, fetch, last_seqs, truncated = inbox.sync_reply(row, {GRP: 0}, 500)
+    messages, fetch, last_seqs, truncated = inbox.sync_reply(row, {GRP: 0}, 500, SYNC_BYTES)
     assert messages == []
     assert fetch == [[GRP, 1, 500]]
     assert truncated is True
     assert last_seqs == {GRP: 1000}
-    messages, fetch, _, truncated = inbox.sync_reply(row, {GRP: 500}, 500)
+    messages, fetch, _, truncated = inbox.sync_reply(row, {GRP: 500}, 500, SYNC_BYTES)
     assert fetch == [[GRP, 501, 800]]
     assert seqs(messages) == list(range(801, 1001))
     assert truncated is False
@@ -710,11 +717,11 @@ def test_sync_truncates_at_page() -> None:
 
 def test_sync_truncates_inside_inbox() -> None:
     row = fill(GRP, 20, 15)  # pending 6..20
-    messages, fetch, _, truncated = inbox.sync_reply(row, {GRP: 2}, 5)
+    messages, fetch, _, truncated = inbox.sync_reply(row, {GRP: 2}, 5, SYNC_BYTES)
     assert fetch == [[GRP, 3, 5]]
     assert seqs(messages) == [6, 7]
     assert truncated is True
-    messages, fetch, _, truncated = inbox.sync_reply(row, {GRP: 10}, 5)
+    messages, fetch, _, truncated = inbox.sync_reply(row, {GRP: 10}, 5, SYNC_BYTES)
     assert fetch == []
     assert seqs(messages) == [11, 12, 13, 14, 15]
     assert truncated is True
@@ -740,7 +747,7 @@ def test_sync_covers_exactly_the_wanted_range(
     assert len(pending) <= keep
     assert all(s > delivered for s in pending)
     messages, fetch, last_seqs, truncated = inbox.sync_reply(
-        row, {GRP: cursor} if use_cursors else None, page
+        row, {GRP: cursor} if use_cursors else None, page, SYNC_BYTES
     )
     start = cursor if use_cursors else delivered
     upto = min(last, start + page)
@@ -754,6 +761,66 @@ def test_sync_covers_exactly_the_wanted_range(
     assert truncated == (start + page < last)
     if last:
         assert last_seqs == {GRP: last}
+
+
+def big(seq: int, cid: str, chars: int = 4000) -> Message:
+    # "\x01" JSON-escapes to six bytes: the message that filled an inbox row past 1 MB.
+    return Message(
+        conversation_id=cid,
+        seq=seq,
+        sender="eve",
+        body="\x01" * chars,
+        ts=seq,
+        client_msg_id=f"c{seq}",
+    )
+
+
+def row_bytes(row: inbox.InboxRow) -> int:
+    return len(orjson.dumps(row))
+
+
+def test_inbox_row_stays_within_its_byte_budget() -> None:
+    budget = 256 * 1024
+    row: inbox.InboxRow = {}
+    for seq in range(1, 49):  # the reproduction of the outage: 48 x ~24 KB never confirmed
+        row = inbox.add_message(row, big(seq, GRP), limits(200, budget))
+    assert row_bytes(row) <= budget + 1024
+    pending = seqs(row[GRP]["pending"])
+    # The newest are kept, contiguous up to the last seq; sync fetches the rest from the store.
+    assert pending == list(range(49 - len(pending), 49))
+    assert row[GRP]["last_seq"] == 48
+    messages, fetch, _, _ = inbox.sync_reply(row, {GRP: 0}, 500, SYNC_BYTES)
+    assert fetch == [[GRP, 1, pending[0] - 1]]
+    assert seqs(messages) == pending
+
+
+def test_inbox_byte_budget_drops_the_oldest_across_conversations() -> None:
+    row: inbox.InboxRow = {}
+    small_budget = 60_000
+    row = inbox.add_message(row, big(1, GRP, 4000), limits(200, small_budget))  # ts 1
+    row = inbox.add_message(row, big(2, DM, 4000), limits(200, small_budget))  # ts 2
+    row = inbox.add_message(row, big(3, GRP, 4000), limits(200, small_budget))  # ts 3
+    # Three of ~24 KB do not fit 60 KB: the oldest (GRP seq 1) goes, the others stay.
+    assert seqs(row[GRP]["pending"]) == [3]
+    assert seqs(row[DM]["pending"]) == [2]
+
+
+def test_sync_answer_stays_within_its_byte_budget() -> None:
+    row: inbox.InboxRow = {}
+    for i in range(20):
+        cid = f"group-{i}"
+        for seq in range(1, 11):
+            row = inbox.add_message(row, big(seq, cid, 1000), limits(200, 10**9))
+    messages, fetch, last_seqs, truncated = inbox.sync_reply(row, None, 500, 100_000)
+    assert len(orjson.dumps(messages)) <= 100_000
+    # Every conversation is still answered in full: what is not carried is a range to fetch.
+    covered = {cid: [] for cid in last_seqs}
+    for cid, first, last in fetch:
+        covered[cid].extend(range(first, last + 1))
+    for m in messages:
+        covered[m["conversation_id"]].append(m["seq"])
+    assert all(sorted(v) == list(range(1, 11)) for v in covered.values())
+    assert not truncated
 
 
 # --------------------------------------------------------------------------- presence subscribers

@@ -1,0 +1,100 @@
+"""Every stream agent, declared once: its source topic, the tables it owns, what it writes, its
+handler and its timers.
+
+The runtime (``topologies/runtime.py``) builds the Faust agents, tables and timers from these;
+topic creation (``ops/topics.py``), ``chatctl topology``, the table rebuild (``ops/rebuild.py``)
+and docs/topology.md derive from them too. Adding an agent is adding an entry here
+(docs/adding-an-agent.md). Nothing here imports Faust.
+
+A table is partitioned like its agent's source topic and keyed by the same key
+(co-partitioning): the agent only ever reads rows of the partitions it owns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chat.settings import Settings
+from chat.topics import CHANGELOG, TopicSpec, changelog_name, topic_specs
+from tables import activity as activity_table
+from tables import (
+    conversations,
+    inbox,
+    presence_subscribers,
+    receipts,
+    sequences,
+    sessions,
+    typing_state,
+)
+from topologies import activity, router
+from topologies import sessions as sessions_agent
+from topologies.batch import Batch, Event
+from topologies.timers import Timer
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    source: str  # topic, without the prefix
+    tables: tuple[str, ...]  # owned by this agent, keyed like the source
+    outputs: tuple[str, ...]  # topics it writes, without the prefix
+    handler: Callable[[Batch, list[Event]], None]
+    timers: tuple[Timer, ...] = ()
+
+
+AGENTS: tuple[AgentSpec, ...] = (
+    AgentSpec(
+        name="router",
+        source="commands",
+        tables=(conversations.TABLE, sequences.TABLE, receipts.TABLE, typing_state.TABLE),
+        outputs=("messages", "conversations", "receipts", "users", "deliver"),
+        handler=router.route,
+        timers=(Timer(1.0, router.expire_typing),),
+    ),
+    AgentSpec(
+        name="sessions",
+        source="users",
+        tables=(sessions.TABLE, inbox.TABLE, presence_subscribers.TABLE),
+        outputs=("deliver",),
+        handler=sessions_agent.route_users,
+        timers=(
+            Timer(5.0, sessions_agent.expire_dead_edges),
+            Timer(5.0, sessions_agent.rebuild_presence_cache),
+        ),
+    ),
+    AgentSpec(
+        name="activity",
+        source="messages",
+        tables=(activity_table.TABLE,),
+        outputs=("activity",),
+        handler=activity.count_activity,
+    ),
+)
+
+
+def tables(settings: Settings) -> dict[str, TopicSpec]:
+    """Every table, with the source topic it is partitioned and keyed like."""
+    sources = {spec.short: spec for spec in topic_specs(settings)}
+    return {table: sources[agent.source] for agent in AGENTS for table in agent.tables}
+
+
+def changelog_specs(settings: Settings) -> list[TopicSpec]:
+    """The changelog topics of the worker tables, created with the other topics."""
+    return [
+        TopicSpec(
+            short=f"{table}-changelog",
+            name=changelog_name(settings, table),
+            partitions=source.partitions,
+            key=source.key.split(" ")[0],
+            writers="worker (table writes)",
+            readers="worker (recovery, standbys)",
+            config=dict(CHANGELOG),
+        )
+        for table, source in tables(settings).items()
+    ]
+
+
+def input_topics() -> list[str]:
+    """The topics the agents read: what a table rebuild replays."""
+    return sorted({agent.source for agent in AGENTS})
