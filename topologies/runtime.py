@@ -143,17 +143,19 @@ TABLES: dict[str, Any] = {
 
 
 def events_of(source: TopicSpec, batch: Iterable[Any]) -> list[Event]:
-    """The events in a batch of Faust events: a bundle holds many, a public record one."""
+    """The events in a batch of Faust events: a bundle holds many, a public record one.
+
+    A keyed JSON object on a bundled topic is one event too: that is how those topics were
+    written before bundles, so the history of an existing deployment still replays."""
     out: list[Event] = []
     for record in batch:
         at = round(record.message.timestamp * 1000)
         try:
-            if source.bundled:
-                out.extend(
-                    Event(key, value, at) for key, value in records.decode_bundle(record.value)
-                )
+            value = records.loads(record.value)
+            if source.bundled and isinstance(value, list):
+                out.extend(Event(key, event, at) for key, event in value)
             else:
-                out.append(Event(record.key.decode(), records.loads(record.value), at))
+                out.append(Event(record.key.decode(), value, at))
         except Exception:
             # Undecodable input must not stop the partition; it can never decode later either.
             log.exception(
