@@ -278,6 +278,15 @@ class Edge:
             return web.json_response({"error": "too_many_connections"}, status=429)
         return identity, session_id
 
+    def behind_tls_proxy(self, request: web.Request) -> bool:
+        """The client reached a trusted proxy over TLS (the proxy says so)."""
+        proto = request.headers.get("X-Forwarded-Proto", "")
+        return (
+            proto.split(",")[-1].strip().lower() == "https"
+            and request.remote is not None
+            and is_trusted(request.remote, self.trusted_proxies)
+        )
+
     def _origin_allowed(self, request: web.Request) -> bool:
         allowed = self.settings.allowed_origins
         origin = request.headers.get("Origin")
@@ -418,7 +427,7 @@ async def build_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_frame_bytes,
         middlewares=[
-            security_headers_middleware(settings),
+            security_headers_middleware(settings, edge.behind_tls_proxy),
             rest.rest_ip_limit_middleware(
                 settings, edge.limiter, lambda r: client_address(r, edge.trusted_proxies)
             ),

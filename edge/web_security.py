@@ -57,18 +57,24 @@ def security_headers(settings: Settings) -> dict[str, str]:
     return headers
 
 
-def security_headers_middleware(settings: Settings) -> Middleware:
+def security_headers_middleware(
+    settings: Settings, from_tls_proxy: Callable[[web.Request], bool]
+) -> Middleware:
+    """Every answer gets :func:`security_headers`; HSTS also when a trusted proxy says the
+    client came over TLS (``X-Forwarded-Proto: https``: TLS ends at the balancer)."""
     headers = security_headers(settings)
+    with_hsts = {**headers, "Strict-Transport-Security": HSTS}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        chosen = with_hsts if from_tls_proxy(request) else headers
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            exc.headers.update(headers)  # refusals (401, 404, 429) carry them too
+            exc.headers.update(chosen)  # refusals (401, 404, 429) carry them too
             raise
         if not response.prepared:  # a WebSocket has sent its headers already
-            response.headers.update(headers)
+            response.headers.update(chosen)
         return response
 
     return middleware

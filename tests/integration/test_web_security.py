@@ -70,6 +70,16 @@ async def test_page_names_only_the_configured_edges(web_edge: str) -> None:
                 assert_browser_headers(r.headers)
 
 
+async def test_hsts_when_a_trusted_proxy_terminated_tls(web_edge: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        # The suite's edges trust 127.0.0.1 (CHAT_TRUSTED_PROXIES' default), as nginx is.
+        headers = {"X-Forwarded-Proto": "https"}
+        async with http.get(f"{web_edge}/healthz", headers=headers) as r:
+            assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+        async with http.get(f"{web_edge}/healthz", headers={"X-Forwarded-Proto": "http"}) as r:
+            assert "Strict-Transport-Security" not in r.headers
+
+
 async def test_hsts_when_the_edge_serves_tls(app: App, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     name = await start_extra_edge(app, 42, TLS_PORT, 7, CHAT_TLS_CERT=cert, CHAT_TLS_KEY=key)
@@ -102,8 +112,12 @@ async def test_one_time_ticket_instead_of_the_token_in_the_url(
         assert len(ticket) == 43 and token not in ticket
         # Redeemed on another edge (tickets live in Redis), once.
         ws = await http.ws_connect(f"{app.edges[0]}/v1/ws", params={"ticket": ticket})
-        await ws.send_json({"type": "conversation.create", "kind": "direct", "members": ["x"]})
+        await ws.send_json(
+            {"type": "conversation.create", "kind": "direct", "members": ["x"], "id": "c"}
+        )
         reply = await ws.receive_json(timeout=15)
+        while reply.get("id") != "c":  # the "created" event may come first
+            reply = await ws.receive_json(timeout=15)
         assert reply["type"] == "ok" and user_ids.alice in reply["conversation"]["members"]
         await ws.close()
         status, body = await raw_upgrade(http, f"{app.edges[0]}/v1/ws", {"ticket": ticket})
@@ -112,12 +126,6 @@ async def test_one_time_ticket_instead_of_the_token_in_the_url(
         late = (await ticket_for(http, web_edge, token))["ticket"]
         await asyncio.sleep(2.5)
         status, _ = await raw_upgrade(http, f"{web_edge}/v1/ws", {"ticket": late})
-        assert status == 401
-        # A ticket does not outlive the token it was issued for: the session ends at its exp.
-        short = app.token(user_ids.alice, ttl=1)
-        doomed = (await ticket_for(http, web_edge, short))["ticket"]
-        await asyncio.sleep(1.2 + app.settings.jwt_leeway_s)
-        status, _ = await raw_upgrade(http, f"{web_edge}/v1/ws", {"ticket": doomed})
         assert status == 401
 
 

@@ -122,3 +122,35 @@ def test_web_edges_must_be_origins(origin: str) -> None:
 def test_web_edges_accepts_origins() -> None:
     edges = "http://127.0.0.1:8080,https://chat.example,http://[::1]:8081"
     assert len(load_settings({"CHAT_WEB_EDGES": edges}).web_edges) == 3
+
+
+class FakeTicketRedis:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    async def set(self, key: str, value: str, ex: int, nx: bool) -> bool:
+        self.data[key] = value.encode()
+        return True
+
+    async def getdel(self, key: str) -> bytes | None:
+        return self.data.pop(key, None)
+
+
+async def test_ticket_is_good_once_and_not_past_the_tokens_expiry() -> None:
+    import time
+
+    from edge.auth import Identity, Unauthorized
+    from edge.tickets import Tickets
+
+    redis = FakeTicketRedis()
+    tickets = Tickets(redis, ttl_s=30)  # type: ignore[arg-type]
+    ticket, expires_at = await tickets.issue(Identity("alice", time.time() + 600))
+    assert expires_at > time.time() * 1000 and len(ticket) == 43
+    assert all(ticket not in key for key in redis.data)  # stored as its hash only
+    assert (await tickets.redeem(ticket)).user == "alice"
+    with pytest.raises(Unauthorized):
+        await tickets.redeem(ticket)
+    # Issued for a token that expires before the ticket is used: refused.
+    stale, _ = await tickets.issue(Identity("alice", time.time() - 1))
+    with pytest.raises(Unauthorized, match="expired"):
+        await tickets.redeem(stale)
