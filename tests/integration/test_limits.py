@@ -3,7 +3,10 @@ item 2), against the real stack: one edge with strict limits, fuzzed at and past
 
 from __future__ import annotations
 
+import asyncio
 import random
+import socket
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +35,7 @@ STRICT = {
     "CHAT_REST_BURST": "40",
     "CHAT_REST_IP_PER_S": "0.1",
     "CHAT_REST_IP_BURST": "300",
+    "CHAT_MAX_QUEUED_BYTES": "65536",
 }
 URL = f"http://127.0.0.1:{PORT}"
 
@@ -256,3 +260,78 @@ async def test_bad_cursors_answer_400_never_500(
                 assert r.status in (200, 400), (params, r.status)
             tried += 1
         print(f"{tried} bad REST parameters tried, no 5xx")
+
+
+async def silent_session(
+    port: int, token: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket session whose client never reads (a tiny receive buffer, so the edge's
+    socket fills quickly)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**24)
+    writer.write(
+        f"GET /v1/ws?access_token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+def close_code_of(stream: bytes) -> int | None:
+    """The code of the close frame in a server's (unmasked) frame stream, if any."""
+    i = 0
+    while i + 2 <= len(stream):
+        opcode, length = stream[i] & 0x0F, stream[i + 1] & 0x7F
+        i += 2
+        if length == 126:
+            (length,) = struct.unpack(">H", stream[i : i + 2])
+            i += 2
+        elif length == 127:
+            (length,) = struct.unpack(">Q", stream[i : i + 8])
+            i += 8
+        if opcode == 0x8:
+            return int(struct.unpack(">H", stream[i : i + 2])[0])
+        i += length
+    return None
+
+
+async def test_queue_bounded_in_bytes_closes_a_reader_that_does_not_read(
+    app: App, strict_edge: str, clients: list[ChatClient], user_ids: Any
+) -> None:
+    """64 KiB of queued frame text on this edge (CHAT_MAX_QUEUED_BYTES): 1,500 messages of
+    4,000 characters are far fewer than the 10,000-frame bound, but far more bytes."""
+    reader, writer = await silent_session(PORT, app.token(user_ids.victim))
+    try:
+        sender = await app.client(user_ids.sender)
+        clients.append(sender)
+        cid = (await create_direct(sender, user_ids.victim))["id"]
+        await asyncio.sleep(1.0)  # the victim's session.open reaches the sessions agent
+        body = "x" * 4000
+        for i in range(1500):
+            await sender.send(
+                {
+                    "type": "message.send",
+                    "conversation_id": cid,
+                    "client_msg_id": f"q{i}",
+                    "body": body,
+                    "id": f"q{i}",
+                }
+            )
+        await sender.wait_for(lambda f: f.get("id") == "q1499", timeout=60)
+        acks = sender.of_type("message.ack")
+        assert len(acks) == 1500  # the sender is not affected
+        await asyncio.sleep(2.0)
+        # Now read what the edge wrote: messages, then its close frame with 1013.
+        received = bytearray()
+        while chunk := await asyncio.wait_for(reader.read(1 << 20), 30):
+            received += chunk
+        assert close_code_of(bytes(received)) == 1013
+        # Far fewer than the 1,500 messages (6 MB) reached it: the rest was not queued.
+        assert len(received) < 1500 * 4000 / 2
+    finally:
+        writer.close()
