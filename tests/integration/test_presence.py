@@ -47,3 +47,31 @@ async def test_presence_rejects_too_many_users(app: App, clients, user_ids) -> N
         {"type": "presence.query", "users": [f"u{i}" for i in range(501)]}
     )
     assert reply["type"] == "error" and reply["code"] == "bad_request"
+
+
+async def test_a_query_right_after_a_presence_frame_agrees_with_it(
+    app: App, clients, user_ids
+) -> None:
+    """The sessions agent writes the look-up cache before it sends the presence frames, so a
+    query made on receipt of a frame never contradicts it (it used to say `offline` for about
+    250 ms after an `online` frame, every time)."""
+    for attempt in range(5):
+        watched = f"{user_ids.bob}-{attempt}"
+        watcher = await app.client(f"{user_ids.watcher}-{attempt}", edge=attempt % 2)
+        clients.append(watcher)
+        await watcher.request({"type": "presence.subscribe", "users": [watched]})
+        session = await app.client(watched, edge=(attempt + 1) % 2)
+        clients.append(session)
+        online = await watcher.wait_for(lambda f: f["type"] == "presence")
+        query = await watcher.request({"type": "presence.query", "users": [watched]})
+        assert (online["status"], query["presence"][0]["status"]) == ("online", "online")
+        await session.close()
+        offline = await watcher.wait_for(
+            lambda f: f["type"] == "presence" and f["status"] == "offline"
+        )
+        query = await watcher.request({"type": "presence.query", "users": [watched]})
+        assert query["presence"][0] == {
+            "user": watched,
+            "status": "offline",
+            "last_seen": offline["last_seen"],
+        }
