@@ -335,3 +335,55 @@ async def test_queue_bounded_in_bytes_closes_a_reader_that_does_not_read(
         assert len(received) < 1500 * 4000 / 2
     finally:
         writer.close()
+
+
+async def test_fuzz_new_rest_endpoints(app: App, user_ids: Any) -> None:
+    """Random `after`/`limit` on the conversation pages and random credentials on the ticket
+    endpoint: 200, 400 or 401, never a 5xx."""
+    rng = random.Random(2)
+    token = app.token(user_ids.alice)
+    alphabet = "grpdm:0123456789abcdef-_.@%\x00\u00e9 "
+    tried = 0
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            params = {
+                "after": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))),
+                "limit": str(rng.choice([0, 1, 499, 500, 501, -1, 10**20])),
+            }
+            async with http.get(
+                f"{app.edges[0]}/v1/conversations",
+                headers={"Authorization": f"Bearer {token}"},
+                params=params,
+            ) as r:
+                assert r.status in (200, 400), (params, r.status)
+            tried += 1
+        credentials = [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Basic abc",
+            f"Bearer {token}x",
+            token,
+        ]
+        credentials += [
+            "Bearer " + "".join(rng.choice("abcXYZ0129.-_") for _ in range(rng.randint(1, 300)))
+            for _ in range(100)
+        ]
+        for auth in credentials:
+            async with http.post(
+                f"{app.edges[0]}/v1/ws-ticket",
+                headers={"Authorization": auth},
+                data=rng.randbytes(rng.randint(0, 2000)),
+            ) as r:
+                assert r.status == 401, (auth, r.status)
+            tried += 1
+        # With a good token, whatever the body: a ticket.
+        for _ in range(20):
+            async with http.post(
+                f"{app.edges[0]}/v1/ws-ticket",
+                headers={"Authorization": f"Bearer {token}"},
+                data=rng.randbytes(rng.randint(0, 2000)),
+            ) as r:
+                assert r.status == 200
+            tried += 1
+    print(f"{tried} fuzzed calls of the new REST endpoints, no 5xx")

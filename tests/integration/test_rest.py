@@ -85,7 +85,7 @@ async def test_non_members_and_unknown_ids_get_the_same_404(app: App, clients, u
         status, body = await get(app, user_ids.mallory, path)
         assert (status, body) == (404, {"error": "not_found"})
     status, body = await get(app, user_ids.mallory, "/v1/conversations")
-    assert status == 200 and body == {"conversations": []}
+    assert status == 200 and body == {"conversations": [], "next": None}
 
     async with aiohttp.ClientSession() as http:
         async with http.get(app.edges[0] + "/v1/conversations") as resp:
