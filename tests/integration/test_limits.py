@@ -387,3 +387,24 @@ async def test_fuzz_new_rest_endpoints(app: App, user_ids: Any) -> None:
                 assert r.status == 200
             tried += 1
     print(f"{tried} fuzzed calls of the new REST endpoints, no 5xx")
+
+
+async def test_rest_limited_per_client_ip_before_authentication(strict_edge: str) -> None:
+    """300 calls per client IP at once on this edge, authenticated or not; the client IP is
+    the X-Forwarded-For hop nginx (a trusted 127.0.0.1 here) adds."""
+    rng = random.Random()
+    client = f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+    other = f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+    async with aiohttp.ClientSession() as http:
+
+        async def call(ip: str, path: str = "/v1/conversations") -> int:
+            async with http.get(f"{strict_edge}{path}", headers={"X-Forwarded-For": ip}) as r:
+                return r.status
+
+        statuses = [await call(client) for _ in range(300)]
+        assert statuses == [401] * 300  # at the burst: answered (unauthenticated)
+        assert await call(client) == 429  # one past it
+        assert await call(client, "/v1/dev/token") == 429  # every /v1/ call counts
+        assert await call(other) == 401  # another client is not affected
+        # Health, metrics and the web client's files are not counted.
+        assert await call(client, "/healthz") == 200
