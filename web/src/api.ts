@@ -13,6 +13,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** With a 429: how long the server asks to wait. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
@@ -26,7 +28,24 @@ export interface Api {
   receipts(conversationId: string): Promise<ReceiptsResponse['receipts']>;
 }
 
+/** A 429 is waited out (as long as the server says, at most this long) and retried this often. */
+const RATE_LIMIT_RETRIES = 3;
+const RATE_LIMIT_MAX_WAIT_MS = 10_000;
+
 async function request<T>(base: string, path: string, init: RequestInit): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await requestOnce<T>(base, path, init);
+    } catch (e) {
+      // The server limits REST calls per user and per IP: a burst (a gap fill in many
+      // conversations at once) waits its turn instead of failing.
+      if (!(e instanceof ApiError) || e.status !== 429 || attempt >= RATE_LIMIT_RETRIES) throw e;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(RATE_LIMIT_MAX_WAIT_MS, e.retryAfterMs ?? 1000)));
+    }
+  }
+}
+
+async function requestOnce<T>(base: string, path: string, init: RequestInit): Promise<T> {
   let res: Response;
   try {
     res = await fetch(base + path, init);
@@ -43,8 +62,10 @@ async function request<T>(base: string, path: string, init: RequestInit): Promis
     }
   }
   if (!res.ok) {
-    const code = (body as { error?: unknown } | null)?.error;
-    throw new ApiError(res.status, typeof code === 'string' ? code : `http_${res.status}`, `HTTP ${res.status}`);
+    const err = body as { error?: unknown; retry_after_ms?: unknown } | null;
+    const code = err?.error;
+    const retryAfter = typeof err?.retry_after_ms === 'number' ? err.retry_after_ms : undefined;
+    throw new ApiError(res.status, typeof code === 'string' ? code : `http_${res.status}`, `HTTP ${res.status}`, retryAfter);
   }
   return body as T;
 }

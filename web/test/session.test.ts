@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createApi } from '../src/api';
+import { ApiError, createApi } from '../src/api';
 import { allowedOrigins, configuredOrigins } from '../src/session';
 
 class MemoryStorage {
@@ -99,6 +99,34 @@ describe('REST', () => {
     const list = await createApi('tok').conversations();
     expect(list.map((c) => c.id)).toEqual(['dm:a:b', 'grp:1']);
     expect(urls).toEqual(['/v1/conversations?limit=500', '/v1/conversations?limit=500&after=dm%3Aa%3Ab']);
+  });
+
+  it('waits out a 429 as told, then retries', async () => {
+    vi.useFakeTimers();
+    let calls = 0;
+    vi.stubGlobal('fetch', async () => {
+      calls++;
+      if (calls <= 2) return new Response(JSON.stringify({ error: 'rate_limited', retry_after_ms: 700 }), { status: 429 });
+      return new Response(JSON.stringify({ receipts: { bob: { read: 1, delivered: 1 } } }), { status: 200 });
+    });
+    const pending = createApi('tok').receipts('dm:a:b');
+    await vi.advanceTimersByTimeAsync(600);
+    expect(calls).toBe(1);
+    await vi.advanceTimersByTimeAsync(400); // 1,000 ms: the second try (after 700)
+    expect(calls).toBe(2);
+    await vi.advanceTimersByTimeAsync(800); // 1,800 ms: the third (after 1,400) succeeds
+    expect(await pending).toEqual({ bob: { read: 1, delivered: 1 } });
+    expect(calls).toBe(3);
+    // Past the retries, the 429 reaches the caller.
+    calls = -100;
+    const failing = createApi('tok').receipts('dm:a:b');
+    const outcome = failing.then(
+      () => 'ok',
+      (e: ApiError) => e.status,
+    );
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(await outcome).toBe(429);
+    vi.useRealTimers();
   });
 
   it('asks for a ticket with the token in the header', async () => {
