@@ -589,8 +589,12 @@ export class Connection {
     for (let i = 0; i < targets.length; i += MAX_PRESENCE_USERS) {
       const chunk = targets.slice(i, i + MAX_PRESENCE_USERS);
       for (const u of chunk) this.subscribed.add(u);
-      this.request((id) => frames.presenceSubscribe(chunk, id)).catch(() => {
+      this.request((id) => frames.presenceSubscribe(chunk, id)).catch((f: ErrorFrame) => {
         for (const u of chunk) this.subscribed.delete(u);
+        // Presence costs a token per user: with many contacts, the rest waits its turn.
+        if (f?.code === 'rate_limited') {
+          setTimeout(() => this.ensurePresenceSubscriptions(), Math.max(100, f.retry_after_ms ?? 1000));
+        }
       });
     }
   }

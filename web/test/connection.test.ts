@@ -124,6 +124,20 @@ describe('connection', () => {
     expect(latest().url).toBe('ws://127.0.0.1:8081/v1/ws?ticket=T9');
   });
 
+  it('a rate-limited presence.subscribe is sent again after retry_after_ms', async () => {
+    await started();
+    const ws = latest();
+    ws.open();
+    const [first] = ws.ofType('presence.subscribe');
+    ws.recv({ type: 'error', id: first.id, code: 'rate_limited', message: 'slow down', retry_after_ms: 500 });
+    await vi.advanceTimersByTimeAsync(400);
+    expect(ws.ofType('presence.subscribe')).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(200);
+    const again = ws.ofType('presence.subscribe');
+    expect(again).toHaveLength(2);
+    expect(again[1].users).toEqual(['bob']);
+  });
+
   it('backoff grows exponentially with jitter and is capped', () => {
     expect(backoffDelay(0, () => 0)).toBe(250);
     expect(backoffDelay(0, () => 1)).toBe(500);
