@@ -41,7 +41,8 @@ class Config:
     sweep_step: float = 5.0
     sweep_warmup: float = 1.0
     skip_main: bool = False
-    skip_peer: bool = False
+    skip_peer: bool = False  # no peers at all (same as --peers "")
+    skip_ours: bool = False  # the peers only
     skip_capacity: bool = False
     skip_reconnect: bool = False
     skip_sweep: bool = False
@@ -144,7 +145,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--sweep-rates", type=_floats, help="comma-separated rates of the sweep")
     p.add_argument("--sweep-step", type=float, help="seconds per sweep step")
     p.add_argument("--out-dir", help="where latest.json and the plots go")
-    for name in ("main", "peer", "capacity", "reconnect", "sweep", "groups"):
+    for name in ("main", "peer", "ours", "capacity", "reconnect", "sweep", "groups"):
         p.add_argument(f"--skip-{name}", action="store_true", help=f"skip the {name} run")
     p.add_argument("--keep-app", action="store_true", help="leave the app the bench started")
     p.add_argument(

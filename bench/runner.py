@@ -86,7 +86,8 @@ class Bench:
             await self.start_gens()
             for system in peers:
                 await self.run_peer(system)
-            await self.run_ours()
+            if not cfg.skip_ours:
+                await self.run_ours()
             ok = True
         finally:
             if self.tty:

@@ -28,7 +28,11 @@ CONSUMER_PORT = 8098
 class SeedClient(RelayClient):
     def __init__(self, gen: Hooks, index: int, spec: ClientSpec) -> None:
         super().__init__(gen, index, spec)
-        self.unsequenced: dict[str, Pending] = {}  # client_msg_id -> acked, seq not known yet
+        # client_msg_id -> the message, until both its ack and its own copy (with its seq) are
+        # back. Either may come first: the consumer can sequence and publish a message before
+        # the node's ack, which waits for Kafka's, reaches the sender.
+        self.acked: dict[str, Pending] = {}
+        self.early_seq: dict[str, int] = {}
 
     def auth(self) -> dict[str, str]:
         return {"token": self.gen.token(self.user)}
@@ -36,9 +40,12 @@ class SeedClient(RelayClient):
     async def on_event(self, data: dict[str, Any]) -> None:
         conv = data["conversation_id"]
         if data["from"] == self.user:
-            p = self.unsequenced.pop(data["client_msg_id"], None)
+            cmid, seq = data["client_msg_id"], int(data["seq"])
+            p = self.acked.pop(cmid, None)
             if p is not None:
-                self.gen.on_sequenced(self, p, int(data["seq"]))
+                self.gen.on_sequenced(self, p, seq)
+            else:
+                self.early_seq[cmid] = seq
             return
         self.gen.on_message(self, conv, int(data["seq"]), data["body"])
 
@@ -49,8 +56,10 @@ class SeedClient(RelayClient):
     async def send(self, conv: str, body: str, pending: Pending) -> None:
         def on_ack(reply: dict[str, Any]) -> None:
             if reply.get("ok"):
-                self.unsequenced[pending.cmid] = pending
-                self.gen.on_ack(self, pending, None)
+                seq = self.early_seq.pop(pending.cmid, None)
+                if seq is None:
+                    self.acked[pending.cmid] = pending
+                self.gen.on_ack(self, pending, seq)
             else:
                 self.gen.on_send_error(pending, str(reply.get("error", "?")))
 
@@ -78,6 +87,9 @@ def _env(ctx: Context) -> dict[str, str]:
         "SEED_DB": f"seed_{ctx.run_id}",
         "SEED_CHANNEL": f"seed{ctx.run_id}-socket.io",
         "SEED_HEALTH_PORT": str(CONSUMER_PORT),
+        # kafkajs warns at every start that its default partitioner changed in 2.0 (murmur2,
+        # as the Java client: keys land on the same partitions as ours).
+        "KAFKAJS_NO_PARTITIONER_WARNING": "1",
     }
 
 

@@ -20,6 +20,9 @@ module.exports = {
 // A direct conversation's id from its two members, the same on both sides: "dm:<a>:<b>" sorted.
 module.exports.directId = (a, b) => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
 
+// A stored message's _id: its conversation and seq (a sync fetches a range of seqs by _id).
+module.exports.messageId = (conversationId, seq) => `${conversationId}#${seq}`;
+
 // The members of a direct conversation id, or null if it is not one.
 module.exports.membersOf = (conversationId) => {
   const parts = String(conversationId).split(':');

@@ -25,7 +25,9 @@ async function main() {
 
   const mongo = new MongoClient(cfg.mongoUrl, { maxPoolSize: 10 });
   await mongo.connect();
-  const messages = mongo.db(cfg.mongoDb).collection('messages');
+  const db = mongo.db(cfg.mongoDb);
+  const messages = db.collection('messages');
+  const conversations = db.collection('conversations');
   await messages.createIndex({ conversation_id: 1, seq: 1 }, { unique: true });
 
   const kafka = new Kafka({ clientId: 'seed-consumer', brokers: cfg.kafkaBrokers, logLevel: logLevel.WARN });
@@ -35,17 +37,29 @@ async function main() {
   await admin.disconnect();
 
   // Per conversation: the last seq and the recent (sender, client_msg_id) keys. Valid only while
-  // this process owns the conversation's partition: cleared on every rebalance and reloaded
-  // from MongoDB on first use.
+  // this process owns the conversation's partition: cleared on every rebalance and loaded from
+  // MongoDB on first use (its `last_seq`, and its last DEDUP_WINDOW messages' keys, so that
+  // records replayed after a crash, stored but not yet committed, are recognised). Lookups by
+  // _id only: the conversations of a batch in one query, their recent messages in another.
   let state = new Map();
-  async function conversation(id) {
-    let st = state.get(id);
-    if (!st) {
-      const last = await messages.find({ conversation_id: id }).sort({ seq: -1 }).limit(1).toArray();
-      st = { seq: last.length ? last[0].seq : 0, recent: new Set() };
-      state.set(id, st);
+  const keyOf = (from, clientMsgId) => `${from}\t${clientMsgId}`;
+  async function load(ids) {
+    const heads = await conversations.find({ _id: { $in: ids } }).toArray();
+    const lastOf = new Map(heads.map((h) => [h._id, h.last_seq]));
+    const recentIds = [];
+    for (const id of ids) {
+      const last = lastOf.get(id) || 0;
+      state.set(id, { seq: last, recent: new Set() });
+      for (let seq = Math.max(1, last - DEDUP_WINDOW + 1); seq <= last; seq++) {
+        recentIds.push(cfg.messageId(id, seq));
+      }
     }
-    return st;
+    if (recentIds.length === 0) return;
+    const recent = await messages
+      .find({ _id: { $in: recentIds } }, { projection: { conversation_id: 1, seq: 1, from: 1, client_msg_id: 1 } })
+      .sort({ seq: 1 })
+      .toArray();
+    for (const m of recent) state.get(m.conversation_id).recent.add(keyOf(m.from, m.client_msg_id));
   }
 
   let ready = false;
@@ -59,7 +73,7 @@ async function main() {
   await consumer.run({
     eachBatchAutoResolve: false,
     eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary }) => {
-      const docs = [];
+      const valid = [];
       for (const record of batch.messages) {
         let m;
         try {
@@ -69,13 +83,20 @@ async function main() {
         }
         const members = cfg.membersOf(m.conversation_id);
         if (!members || !members.includes(m.from) || typeof m.body !== 'string') continue;
-        const st = await conversation(m.conversation_id);
-        const key = `${m.from}\t${m.client_msg_id}`;
+        valid.push({ m, members });
+      }
+      const unknown = [...new Set(valid.map((v) => v.m.conversation_id))].filter((id) => !state.has(id));
+      if (unknown.length) await load(unknown);
+      const docs = [];
+      for (const { m, members } of valid) {
+        const st = state.get(m.conversation_id);
+        const key = keyOf(m.from, m.client_msg_id);
         if (m.client_msg_id && st.recent.has(key)) continue; // a replayed record
         st.recent.add(key);
         if (st.recent.size > DEDUP_WINDOW) st.recent.delete(st.recent.values().next().value);
         st.seq += 1;
         docs.push({
+          _id: cfg.messageId(m.conversation_id, st.seq),
           conversation_id: m.conversation_id,
           seq: st.seq,
           from: m.from,
@@ -88,6 +109,16 @@ async function main() {
       }
       if (docs.length) {
         await messages.insertMany(docs, { ordered: true });
+        // One `last_seq` per conversation and batch: what a sync reads first (then the
+        // messages by _id, which any MongoDB-wire server looks up without a scan).
+        const last = new Map();
+        for (const d of docs) last.set(d.conversation_id, d.seq);
+        await conversations.bulkWrite(
+          [...last].map(([id, seq]) => ({
+            updateOne: { filter: { _id: id }, update: { $max: { last_seq: seq } }, upsert: true },
+          })),
+          { ordered: false },
+        );
         for (const d of docs) {
           emitter.to([`user:${d.to}`, `user:${d.from}`]).emit('msg', {
             conversation_id: d.conversation_id,

@@ -35,6 +35,7 @@ async function main() {
   const mongo = new MongoClient(cfg.mongoUrl, { maxPoolSize: 20 });
   await mongo.connect();
   const messages = mongo.db(cfg.mongoDb).collection('messages');
+  const conversations = mongo.db(cfg.mongoDb).collection('conversations');
 
   const server = http.createServer((req, res) => {
     if (req.url === '/healthz') {
@@ -105,19 +106,26 @@ async function main() {
     });
 
     // What a reconnecting client missed: every stored message above its cursor, per
-    // conversation, in seq order, then the answer (the client's `sync.done`).
+    // conversation, in seq order, then the answer (the client's `sync.done`). The conversations'
+    // last seqs first, then the missing messages by _id.
     socket.on('sync', async (data, ack) => {
       if (typeof ack !== 'function') return;
       const cursors = (data && data.cursors) || {};
       try {
-        for (const [conv, after] of Object.entries(cursors)) {
-          const members = cfg.membersOf(conv);
-          if (!members || !members.includes(user)) continue;
-          const missed = await messages
-            .find({ conversation_id: conv, seq: { $gt: Number(after) || 0 } })
-            .sort({ seq: 1 })
-            .limit(500)
-            .toArray();
+        const mine = Object.keys(cursors).filter((c) => {
+          const members = cfg.membersOf(c);
+          return members && members.includes(user);
+        });
+        const heads = await conversations.find({ _id: { $in: mine } }).toArray();
+        for (const head of heads) {
+          const conv = head._id;
+          const after = Number(cursors[conv]) || 0;
+          const ids = [];
+          for (let seq = after + 1; seq <= Math.min(head.last_seq, after + 500); seq++) {
+            ids.push(cfg.messageId(conv, seq));
+          }
+          if (ids.length === 0) continue;
+          const missed = await messages.find({ _id: { $in: ids } }).sort({ seq: 1 }).toArray();
           for (const m of missed) {
             if (m.from === user) continue; // the client knows its own messages
             socket.emit('msg', {
