@@ -48,9 +48,9 @@ RUN_ENV = {
 
 
 class Runner:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, name: str = "runner") -> None:
         self.data_dir = data_dir
-        self.output = data_dir / "runner.out"
+        self.output = data_dir / f"{name}.out"
         self.state_file = data_dir / "run" / f"processes-{EDGE_PORT}.json"
         env = {
             **os.environ,
@@ -184,3 +184,31 @@ async def test_killed_edge_restarts_while_the_other_keeps_serving(runner: Runner
             await asyncio.sleep(0.2)
     for index in (0, 1):
         assert not http_ok(f"{edge_url(index)}/healthz")
+
+
+@pytest.mark.timeout(600)
+async def test_a_start_stops_what_an_earlier_run_left(tmp_path: Path) -> None:
+    """The earlier runner is gone in a way its children did not notice (here: stopped, as a
+    hung or a pre-PDEATHSIG runner would be), its processes still hold the ports: the next
+    start says so, stops exactly those, and comes up."""
+    first = Runner(tmp_path, "first")
+    second: Runner | None = None
+    try:
+        first.wait_for_output("chat is up", timeout=300)
+        left = first.processes()
+        os.kill(first.proc.pid, signal.SIGSTOP)
+        second = Runner(tmp_path, "second")
+        second.wait_for_output("an earlier run left", timeout=60)
+        assert all(name in second.text() for name in left)
+        second.wait_for_output("chat is up", timeout=300)
+        for name, entry in left.items():
+            assert process_start_time(entry["pid"]) != entry["started"], name
+        assert http_ok(f"{edge_url(1)}/readyz")
+        assert set(second.processes()) == set(left)
+    finally:
+        os.kill(first.proc.pid, signal.SIGKILL)
+        os.kill(first.proc.pid, signal.SIGCONT)
+        first.proc.wait()
+        if second is not None and second.proc.poll() is None:
+            os.killpg(second.proc.pid, signal.SIGTERM)
+            second.proc.wait(60)
