@@ -58,6 +58,7 @@ class CentrifugoClient(Client):
         self.ids = 0
         self.epoch = ""
         self.pending = 0
+        self.publishing: set[asyncio.Task[None]] = set()
         # ws://host:port/connection/websocket -> http://host:port/api/publish
         self.api = spec.url.replace("ws://", "http://").split("/connection/")[0] + "/api/publish"
 
@@ -144,10 +145,12 @@ class CentrifugoClient(Client):
             return
         to = conv.split(">", 1)[1]
         payload = {"channel": channel_of(to), "data": {"from": self.user, "body": body}}
-        # Not awaited by the send loop: the generator is open-loop, like a WebSocket send.
+        # Not awaited by the send loop: the generator is open-loop, like a WebSocket send. The
+        # set holds the task until it is done (the loop keeps only a weak reference).
         self.pending += 1
         task = asyncio.create_task(self._publish(payload, pending))
-        task.add_done_callback(lambda _t: None)
+        self.publishing.add(task)
+        task.add_done_callback(self.publishing.discard)
 
     async def _publish(self, payload: dict[str, Any], pending: Pending) -> None:
         try:

@@ -9,7 +9,7 @@ from bench.tally import RecvState
 
 
 def system(rate: float, cpu: float, p50: float, p99: float | None, kib: float) -> dict[str, Any]:
-    step = {"rate": 25.0, "latency_ms": {"p50": p50, "p99": p99}}
+    step = {"rate": 25.0, "latency_ms": {"p50": p50, "p99": p99}, "cpu_ms_per_delivered": cpu}
     return {
         "title": "x",
         "main": {"cpu_ms_per_delivered": cpu},
@@ -30,6 +30,7 @@ def test_ratios_are_ours_over_each_peer() -> None:
     assert ratios["seed"] == {
         "max_rate": 0.5,
         "cpu_ms_per_delivered": 2.0,
+        "light_cpu_ms_per_delivered": 2.0,
         "light_p50_ms": 2.0,
         "light_p99_ms": 2.0,
         "rss_per_connection_kib": 0.5,
