@@ -74,8 +74,8 @@ PROFILES: dict[str, Config] = {
         reconnect=200,
         peers=("seed",),
         sweep_rates=(50, 100, 200),
-        sweep_step=3.0,
-        sweep_warmup=1.0,
+        sweep_step=2.0,
+        sweep_warmup=0.5,
     ),
 }
 
