@@ -116,7 +116,7 @@ class Settings:
     worker_app_id: str = "chat-worker"
     worker_web_port: int = 6066
     worker_data_dir: str = ".data/faust"  # Faust's local state (tables are rebuilt from changelogs)
-    table_standby_replicas: int = 1
+    table_standby_replicas: int = 0
     # How long an agent gathers events into one batch. Each batch costs two Kafka round trips
     # (records, then table rows), so a longer window is cheaper per event under load, and adds
     # up to this much latency per stage when the load is light.
@@ -214,7 +214,6 @@ def _validate(settings: Settings) -> None:
         "dedup_window",
         "connections_per_user",
         "max_group_members",
-        "worker_batch_ms",
         "edge_listen_backlog",
         "redis_max_connections",
         "conversation_ops_per_s",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import faust
@@ -79,6 +79,8 @@ app = faust.App(
 redis_client = connect_redis(settings)
 
 TOPICS: dict[str, TopicSpec] = {spec.short: spec for spec in topic_specs(settings)}
+# Input records (bundles) per batch, at most: bounds the memory and the time one batch holds.
+MAX_BATCH_RECORDS = 1000
 
 # Errors a retry cannot fix: the record goes to the dead-letter topic instead.
 PERMANENT_ERRORS = (
@@ -166,12 +168,63 @@ def events_of(source: TopicSpec, batch: Iterable[Any]) -> list[Event]:
     return out
 
 
+async def take_batches(stream: Any, max_events: int) -> AsyncIterator[list[Any]]:
+    """Batches of input records, as soon as there are any: no timer.
+
+    Faust's ``take_events`` waits for a fixed window after every batch (latency at light load,
+    and a wake-up every window when idle) and stops taking records while a batch is being
+    published. Here the stream keeps taking records while the previous batch is published, and
+    those make the next batch the moment it is done: under load batches grow by themselves; a
+    lone record waits for nothing. A batch's records are acked (so Faust may commit their
+    offsets) only after the caller has published it, when it asks for the next one.
+    """
+    records: list[Any] = []
+    ready = asyncio.Event()
+    room = asyncio.Event()
+    room.set()
+
+    async def add_to_batch(value: Any) -> Any:
+        while len(records) >= max_events:
+            room.clear()
+            await stream.wait(room)
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("a stream processor ran without a current event")
+        records.append(event)
+        ready.set()
+        return value
+
+    enable_acks = stream.enable_acks
+    stream.enable_acks = False  # acked below, after the batch is durable
+    stream.add_processor(add_to_batch)
+    stream._enable_passive(stream.channel)
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(ready)
+            # One turn of the loop for records already fetched to join this batch.
+            await asyncio.sleep(0)
+            batch = records[:]
+            records.clear()
+            ready.clear()
+            room.set()
+            if not batch:
+                continue
+            try:
+                yield batch
+            finally:
+                for event in batch:
+                    await stream.ack(event)
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add_to_batch)
+
+
 def register(agent: AgentSpec) -> None:
     source = TOPICS[agent.source]
     views = {name: TABLES[name] for name in agent.tables}
 
     async def run(stream: Any) -> None:
-        async for batch_events in stream.take_events(1000, within=settings.worker_batch_ms / 1000):
+        async for batch_events in take_batches(stream, MAX_BATCH_RECORDS):
             metrics.observe_batch_age(agent.name, batch_events)
             events = events_of(source, batch_events)
             batch = Batch(settings, views)
