@@ -117,10 +117,6 @@ class Settings:
     worker_web_port: int = 6066
     worker_data_dir: str = ".data/faust"  # Faust's local state (tables are rebuilt from changelogs)
     table_standby_replicas: int = 0
-    # How long an agent gathers events into one batch. Each batch costs two Kafka round trips
-    # (records, then table rows), so a longer window is cheaper per event under load, and adds
-    # up to this much latency per stage when the load is light.
-    worker_batch_ms: float = 5.0
     # `chatctl replay tables` runs a worker this way: it rebuilds its tables from the input
     # topics and writes nothing else (no messages, fan-out, deliveries, timers or Redis).
     worker_rebuild: bool = False
