@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:
-    import aiohttp
+import aiohttp
 
+if TYPE_CHECKING:
     from ops.supervisor import ProcessSpec
 
 SHARED_SERVICES = ("kafka", "redis", "mongo")
@@ -109,6 +109,52 @@ class Client:
 
     async def close(self) -> None:
         raise NotImplementedError
+
+
+class WebSocketClient(Client):
+    """A client on one plain aiohttp WebSocket, read by a task of its own (ours, Centrifugo)."""
+
+    def __init__(self, gen: Hooks, index: int, spec: ClientSpec) -> None:
+        super().__init__(gen, index, spec)
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.reader: asyncio.Task[None] | None = None
+
+    async def open(
+        self, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> aiohttp.ClientWebSocketResponse:
+        ws = await self.gen.http_for(self.index).ws_connect(
+            self.url,
+            params=params,
+            headers=headers,
+            autoping=True,
+            heartbeat=None,
+            max_msg_size=0,
+            compress=0,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+        )
+        self.ws = ws
+        self.reader = asyncio.create_task(self.read(ws))
+        return ws
+
+    async def read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Handle every frame until the socket closes."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        ws = self.ws
+        if ws is not None:
+            conn = ws._response.connection
+            if conn is not None and conn.transport is not None:
+                conn.transport.abort()
+
+    async def close(self) -> None:
+        ws, self.ws = self.ws, None
+        self.connected = False
+        if ws is not None:
+            await ws.close()
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.peers.base import Client, ClientSpec, Context, Hooks, Pending, System
+from bench.peers.base import ClientSpec, Context, Hooks, Pending, System, WebSocketClient
 from bench.peers.install import centrifugo_bin, install_centrifugo
 from ops.supervisor import ProcessSpec
 
@@ -49,11 +49,9 @@ def channel_of(user: str) -> str:
     return f"{NAMESPACE}:#{user}"
 
 
-class CentrifugoClient(Client):
+class CentrifugoClient(WebSocketClient):
     def __init__(self, gen: Hooks, index: int, spec: ClientSpec) -> None:
         super().__init__(gen, index, spec)
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.reader: asyncio.Task[None] | None = None
         self.replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ids = 0
         self.epoch = ""
@@ -63,16 +61,7 @@ class CentrifugoClient(Client):
         self.api = spec.url.replace("ws://", "http://").split("/connection/")[0] + "/api/publish"
 
     async def connect(self) -> None:
-        ws = await self.gen.http_for(self.index).ws_connect(
-            self.url,
-            autoping=True,
-            heartbeat=None,
-            max_msg_size=0,
-            compress=0,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
-        )
-        self.ws = ws
-        self.reader = asyncio.create_task(self._read(ws))
+        await self.open()
         reply = await self.command({"connect": {"token": self.gen.token(self.user)}})
         if "connect" not in reply:
             raise RuntimeError(f"connect refused: {reply}")
@@ -86,7 +75,7 @@ class CentrifugoClient(Client):
         await self.ws.send_str(orjson.dumps({"id": self.ids, **body}).decode())
         return await asyncio.wait_for(fut, wait_s)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
@@ -172,22 +161,6 @@ class CentrifugoClient(Client):
 
     def unacked(self) -> int:
         return self.pending
-
-    def abort(self) -> None:
-        ws = self.ws
-        if ws is not None:
-            conn = ws._response.connection
-            if conn is not None and conn.transport is not None:
-                conn.transport.abort()
-
-    async def close(self) -> None:
-        ws, self.ws = self.ws, None
-        self.connected = False
-        if ws is not None:
-            await ws.close()
-        if self.reader is not None:
-            self.reader.cancel()
-            await asyncio.gather(self.reader, return_exceptions=True)
 
 
 def config(ctx: Context, port: int) -> dict[str, Any]:

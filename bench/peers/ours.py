@@ -14,39 +14,29 @@ import aiohttp
 import orjson
 
 from bench.app import EDGE_PORTS
-from bench.peers.base import Client, ClientSpec, Hooks, Pending, System
+from bench.peers.base import ClientSpec, Hooks, Pending, System, WebSocketClient
 
 log = logging.getLogger("bench.gen")
 Frame = dict[str, Any]
 
 
-class OursClient(Client):
+class OursClient(WebSocketClient):
     """PROTOCOL.md over one aiohttp WebSocket."""
 
     def __init__(self, gen: Hooks, index: int, spec: ClientSpec) -> None:
         super().__init__(gen, index, spec)
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.reader: asyncio.Task[None] | None = None
         self.requests: dict[str, asyncio.Future[Frame]] = {}
         self.pending: dict[int, Pending] = {}
         self.frame_ids = 0
 
     async def connect(self) -> None:
-        ws = await self.gen.http_for(self.index).ws_connect(
-            self.url,
+        await self.open(
             params={"access_token": self.gen.token(self.user)},
             headers={"X-Forwarded-For": self.xff} if self.xff else None,
-            autoping=True,
-            heartbeat=None,
-            max_msg_size=0,
-            compress=0,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
         )
-        self.ws = ws
         self.connected = True
-        self.reader = asyncio.create_task(self._read(ws))
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         gen = self.gen
         try:
             async for msg in ws:
@@ -138,21 +128,8 @@ class OursClient(Client):
     def unacked(self) -> int:
         return len(self.pending)
 
-    def abort(self) -> None:
-        ws = self.ws
-        if ws is not None:
-            conn = ws._response.connection
-            if conn is not None and conn.transport is not None:
-                conn.transport.abort()
-
     async def close(self) -> None:
-        ws, self.ws = self.ws, None
-        self.connected = False
-        if ws is not None:
-            await ws.close()
-        if self.reader is not None:
-            self.reader.cancel()
-            await asyncio.gather(self.reader, return_exceptions=True)
+        await super().close()
         for p in self.pending.values():
             self.gen.on_send_error(p, "disconnected")
         self.pending.clear()
