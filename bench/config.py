@@ -145,8 +145,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--sweep-rates", type=_floats, help="comma-separated rates of the sweep")
     p.add_argument("--sweep-step", type=float, help="seconds per sweep step")
     p.add_argument("--out-dir", help="where latest.json and the plots go")
-    for name in ("main", "peer", "ours", "capacity", "reconnect", "sweep", "groups"):
-        p.add_argument(f"--skip-{name}", action="store_true", help=f"skip the {name} run")
+    p.add_argument("--skip-peer", action="store_true", help="run no peers (= --peers '')")
+    p.add_argument("--skip-ours", action="store_true", help="run the peers only")
+    for name in ("main", "capacity", "reconnect", "sweep", "groups"):
+        p.add_argument(
+            f"--skip-{name}", action="store_true", help=f"skip the {name} run of every system"
+        )
     p.add_argument("--keep-app", action="store_true", help="leave the app the bench started")
     p.add_argument(
         "--keep-data", action="store_true", help="keep the run's topics and Mongo database"
