@@ -136,20 +136,16 @@ class Bench:
         # Last: 20,000 sessions closing leave the workers a long tail of work.
         if not cfg.skip_capacity and cfg.capacity > 0:
             await sc.clean()
+            await self.fresh_edge()
             out["capacity"] = await sc.capacity(cfg.capacity)
 
     async def run_peer(self, system: System) -> None:
         cfg = self.cfg
         ctx = Context(self.run_id, self.jwt_secret(), self.say)
-        assert system.stages is not None
         self.say(f"{system.name}: starting {system.title} ...")
         t = time.monotonic()
         try:
-            names = await self.systems.start_peer(system.stages(ctx))
-            for name in names:
-                pid = self.systems.pid(name)
-                if pid:
-                    self.stats.track(name, pid)
+            await self.start_peer(system, ctx)
             sc = Scenarios(self, system)
             sc.idle_cores = await sc.busy_cores(1.0)
             out = self.results["systems"][system.name] = sc.describe()
@@ -164,18 +160,44 @@ class Bench:
                 await sc.clean()
                 out["reconnect"] = await sc.reconnect(cfg.reconnect)
             if not cfg.skip_capacity and cfg.peer_capacity > 0:
+                # On fresh processes, as for ours (see capacity()): memory the earlier runs
+                # left free would otherwise be reused and the growth per connection understated.
+                self.say(f"{system.name}: restarting it for the capacity run ...")
+                self.stop_peer(system)
+                await self.start_peer(system, ctx)
                 await sc.clean()
                 out["capacity"] = await sc.capacity(cfg.peer_capacity)
         finally:
-            self.systems.stop_peer()
-            for name in list(self.stats.tracked):
-                if name.startswith(system.processes):
-                    self.stats.untrack(name)
+            self.stop_peer(system)
             if system.cleanup is not None and not cfg.keep_data:
                 try:
                     await system.cleanup(ctx)
                 except Exception as exc:
                     self.notes.append(f"{system.name}: clean-up failed: {exc}")
+
+    async def start_peer(self, system: System, ctx: Context) -> None:
+        assert system.stages is not None
+        for name in await self.systems.start_peer(system.stages(ctx)):
+            pid = self.systems.pid(name)
+            if pid:
+                self.stats.track(name, pid)
+
+    def stop_peer(self, system: System) -> None:
+        self.systems.stop_peer()
+        for name in list(self.stats.tracked):
+            if name.startswith(system.processes):
+                self.stats.untrack(name)
+
+    async def fresh_edge(self) -> bool:
+        """Restart edge-0 (when the bench started the app) so that the capacity run measures
+        a fresh process, like the peers' nodes."""
+        if not self.systems.started_app:
+            self.notes.append("ours capacity: measured on the reused app's edge as it was")
+            return False
+        self.say("ours: restarting edge-0 for the capacity run ...")
+        await asyncio.to_thread(self.systems.sup.restart, "edge-0", 60.0)
+        self.track_app()
+        return True
 
     def jwt_secret(self) -> str:
         """The secret ours signs with; the peers that check tokens get the same one."""

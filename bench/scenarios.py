@@ -442,7 +442,8 @@ class Scenarios:
         return out
 
     async def capacity(self, n: int) -> dict[str, Any] | None:
-        """Idle authenticated connections (no sync) to one node; its RSS before and after."""
+        """Idle authenticated connections to one node (no sync, except where a client must
+        subscribe to receive anything: ``System.idle_sync``); its RSS before and after."""
         node = self.system.node0
         tracked = self.stats.tracked.get(node)
         if tracked is None:
@@ -465,7 +466,7 @@ class Scenarios:
         window = f"{self.name}/capacity"
         self.stats.mark(window)
         t0 = time.monotonic()
-        task = asyncio.create_task(self.setup(pop, sync=False, source_ips=ips))
+        task = asyncio.create_task(self.setup(pop, sync=self.system.idle_sync, source_ips=ips))
         while not task.done():
             await asyncio.sleep(0.5)
             self.progress(

@@ -189,6 +189,10 @@ class System:
     directed: bool = False
     # Receipts (message.delivered) sent by clients about once a second.
     receipts: bool = False
+    # The capacity run's idle clients sync once after connecting: for a system whose clients
+    # must subscribe to receive anything (Centrifugo), as the Socket.IO peers' join their room
+    # on connecting. Ours' idle sessions do not sync (a sync registers them with the workers).
+    idle_sync: bool = False
     # Start stages: each a list of processes started together and awaited ready; None = ours
     # (the coordinator's app management in bench/app.py).
     stages: Callable[[Context], list[list[ProcessSpec]]] | None = None

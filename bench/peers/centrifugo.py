@@ -237,6 +237,7 @@ SYSTEM = System(
     directed=True,
     shared=("redis",),
     recovers=True,
+    idle_sync=True,
     stages=stages,
     install=install_centrifugo,
     cleanup=cleanup,
