@@ -99,6 +99,9 @@ class Settings:
     # presence.subscribe / presence.query cost one token per user named (at least one).
     presence_users_per_s: float = 100.0
     presence_users_burst: int = 1000
+    # Users one session may watch with presence.subscribe: each watch is a row entry in the
+    # workers' presence_subscribers table until the session closes.
+    presence_max_watched: int = 1000
     pings_per_s: float = 2.0
     pings_burst: int = 20
     # REST calls: per authenticated user, and per client IP (unauthenticated calls too).
@@ -220,6 +223,7 @@ def _validate(settings: Settings) -> None:
         "syncs_burst",
         "presence_users_per_s",
         "presence_users_burst",
+        "presence_max_watched",
         "pings_per_s",
         "pings_burst",
         "rest_per_s",

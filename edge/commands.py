@@ -160,6 +160,14 @@ async def on_sync(ctx: CommandContext, session: Session, frame: ClientFrame) -> 
 async def on_presence_subscribe(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     if session.watching is None:
         session.watching = set()
+    new = set(frame.fields["users"]) - session.watching
+    limit = ctx.settings.presence_max_watched
+    if len(session.watching) + len(new) > limit:
+        raise ProtocolError(
+            protocol.BAD_REQUEST,
+            f"a session watches at most {limit} users (unsubscribe by reconnecting)",
+            frame.id,
+        )
     for user in frame.fields["users"]:
         if user not in session.watching:
             await ctx.kafka.send_user_event(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.integration.conftest import App
 from tests.integration.helpers import synced
 
@@ -75,3 +77,35 @@ async def test_a_query_right_after_a_presence_frame_agrees_with_it(
             "status": "offline",
             "last_seen": offline["last_seen"],
         }
+
+
+async def test_a_session_watches_a_bounded_number_of_users(app: App, clients, user_ids) -> None:
+    limit = app.settings.presence_max_watched
+    watcher = await app.client(user_ids.watcher)
+    clients.append(watcher)
+    names = [f"{user_ids.w}-{i}" for i in range(limit + 1)]
+    for start in range(0, limit, 500):
+        reply = await watcher.request(
+            {"type": "presence.subscribe", "users": names[start : min(start + 500, limit)]}
+        )
+        while reply["type"] == "error" and reply["code"] == "rate_limited":
+            await asyncio.sleep(reply.get("retry_after_ms", 100) / 1000)
+            reply = await watcher.request(
+                {"type": "presence.subscribe", "users": names[start : min(start + 500, limit)]}
+            )
+        assert reply["type"] == "ok", reply
+
+    async def subscribe(users: list[str]) -> dict:
+        while True:
+            reply = await watcher.request({"type": "presence.subscribe", "users": users})
+            if not (reply["type"] == "error" and reply["code"] == "rate_limited"):
+                return reply
+            await asyncio.sleep(reply.get("retry_after_ms", 100) / 1000)
+
+    over = await subscribe([names[limit]])
+    assert over["type"] == "error" and over["code"] == "bad_request", over
+    assert str(limit) in over["message"]
+    # Watching again someone already watched is no new watch; the session still works.
+    again = await subscribe([names[0]])
+    assert again["type"] == "ok"
+    assert (await watcher.request({"type": "ping"}))["type"] == "pong"
