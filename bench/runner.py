@@ -147,7 +147,7 @@ class Bench:
         try:
             await self.start_peer(system, ctx)
             sc = Scenarios(self, system)
-            sc.idle_cores = await sc.busy_cores(1.0)
+            sc.idle_cores = await sc.busy_cores(2.0)
             out = self.results["systems"][system.name] = sc.describe()
             out["start_s"] = round(time.monotonic() - t, 1)
             out["idle_cores"] = round(sc.idle_cores, 2)

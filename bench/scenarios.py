@@ -176,8 +176,9 @@ class Scenarios:
     # ------------------------------------------------------------------ settling
 
     async def busy_cores(self, seconds: float = 1.0) -> float:
-        """Cores this system's own processes used over the next ``seconds``."""
-        names = [n for n in self.stats.tracked if n.startswith(self.system.processes)]
+        """Cores this system's processes and the shared services it uses spent over the next
+        ``seconds`` (a consumer waiting on a busy store is idle, the store is not)."""
+        names = [n for n in self.stats.tracked if n.startswith(self.procs)]
         self.stats.mark("settle")
         await asyncio.sleep(seconds)
         used = self.stats.report("settle", names)
@@ -187,7 +188,7 @@ class Scenarios:
         """Wait until the system's processes are back near their idle use (e.g. a consumer
         catching up after a run), so that one run's backlog does not bill the next."""
         deadline = time.monotonic() + self.cfg.settle
-        threshold = max(0.3, self.idle_cores * 1.25 + 0.1)
+        threshold = max(0.3, self.idle_cores * 1.25 + 0.15)
         while time.monotonic() < deadline:
             busy = await self.busy_cores()
             # Our workers can work off a backlog at low CPU (they wait on Kafka round trips),
