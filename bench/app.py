@@ -231,7 +231,7 @@ class Systems:
         self.peer_names = []
 
     def stop_all(self, keep_app: bool) -> None:
-        """Idempotent: stops the peer, and (unless kept) the app and services we started."""
+        """Idempotent: stops the peer, and (unless kept) the app we started."""
         self.stop_peer()
         if keep_app:
             return
@@ -247,8 +247,10 @@ class Systems:
             except Exception as exc:
                 self.say(f"could not delete the bench topics/database: {exc}")
         if self.started_stack:
+            # Left running: by now other users of the machine (a test suite, `make run`) may
+            # rely on them too. `make stack-stop` stops them.
             self.started_stack = False
-            subprocess.run([STACK, "stop"], capture_output=True)
+            self.say("services started by the bench are left running (make stack-stop stops them)")
 
     async def backlog(self) -> int | None:
         """Records the workers and the sink have not committed yet (None if unknown)."""
