@@ -59,9 +59,9 @@ class Edge:
         self.store = Store(settings, self.redis)
         self.tickets = Tickets(self.redis, settings.ws_ticket_ttl_s)
         self.connection_limit = ConnectionLimit(
-            self.redis, settings.connections_per_user, settings.edge_liveness_ttl_s * 1000
+            self.redis, settings.connections_per_user, self.edge_id
         )
-        self.liveness = Liveness(settings, self.redis, self.edge_id, self.renew_connection_leases)
+        self.liveness = Liveness(settings, self.redis, self.edge_id)
         self.slot = -1
         self.ctx: CommandContext | None = None
         self.closing = False
@@ -93,10 +93,6 @@ class Edge:
         await self.liveness.stop()
         await self.store.close()
         await self.redis.aclose()
-
-    async def renew_connection_leases(self) -> None:
-        live = [(s.user, s.id) for s in self.registry.sessions.values()]
-        await self.connection_limit.renew(live)
 
     async def _close_sessions_with_expired_tokens(self) -> None:
         """Close a session with 4003 once its token expires. One sweep a second over every

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
@@ -37,7 +36,6 @@ class Liveness:
         settings: Settings,
         redis_client: aioredis.Redis,
         edge_id: str,
-        on_beat: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis_client
@@ -47,7 +45,6 @@ class Liveness:
         self.leased = settings.edge_slot < 0
         self._task: asyncio.Task[None] | None = None
         self.redis_ok = False
-        self.on_beat = on_beat
 
     async def acquire_slot(self) -> int:
         if not self.leased:
@@ -90,8 +87,6 @@ class Liveness:
             )
             if not renewed:
                 log.error("edge slot lease lost to another node", extra={"slot": self.slot})
-        if self.on_beat is not None:
-            await self.on_beat()
 
     async def _loop(self) -> None:
         while True:

@@ -139,6 +139,43 @@ async def test_connections_per_user_are_limited_across_edges(app: App, clients, 
         app.supervisor.stop(name)
 
 
+async def test_sessions_of_a_killed_edge_stop_counting(app: App, clients, user_ids) -> None:
+    """Nothing renews a session's place in the count: a connect drops the places held by edges
+    whose liveness key has expired, so a user whose edge was killed can connect again within
+    one liveness TTL (10 s) even with a limit of one."""
+    doomed = await start_extra_edge(app, 22, 28092, 5, CHAT_CONNECTIONS_PER_USER="1")
+    other = await start_extra_edge(app, 23, 28093, 6, CHAT_CONNECTIONS_PER_USER="1")
+    try:
+        clients.append(
+            await ChatClient.connect(
+                "http://127.0.0.1:28092", app.token(user_ids.alice), user_ids.alice
+            )
+        )
+        async with aiohttp.ClientSession() as http:
+            status, _ = await raw_upgrade(
+                http, "http://127.0.0.1:28093/v1/ws", {"access_token": app.token(user_ids.alice)}
+            )
+        assert status == 429  # the session on the other edge counts
+        app.supervisor.kill(doomed)
+
+        async def connect() -> ChatClient | None:
+            try:
+                return await ChatClient.connect(
+                    "http://127.0.0.1:28093", app.token(user_ids.alice), user_ids.alice
+                )
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 429
+                return None
+
+        survivor = await eventually(connect, timeout=30, interval=0.5)
+        clients.append(survivor)
+        assert (await survivor.request({"type": "ping"}))["type"] == "pong"
+    finally:
+        app.supervisor.stop(other)
+        if doomed in app.supervisor.running:
+            app.supervisor.stop(doomed)
+
+
 async def test_origin_allowlist(app: App, user_ids) -> None:
     name = await start_extra_edge(
         app, 22, 28092, 5, CHAT_ALLOWED_ORIGINS="https://chat.example.com"
