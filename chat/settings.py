@@ -125,6 +125,10 @@ class Settings:
     worker_rebuild: bool = False
     replication_factor: int = 1
     inbox_max_per_conversation: int = 200
+    # Groups larger than this do not broadcast `delivered` receipts live (read receipts still
+    # go to everyone; REST answers every cursor): n members confirming each message cost n x n
+    # frames.
+    delivered_receipts_max_members: int = 32
     # Bytes of pending messages one user's inbox row keeps (the oldest beyond it are read from
     # the store on sync), and of messages one sync answer carries (further conversations are
     # answered with ranges the edge reads from the store). Both keep records far below the
@@ -207,6 +211,7 @@ def _validate(settings: Settings) -> None:
         "messages_burst",
         "typing_burst",
         "inbox_max_per_conversation",
+        "delivered_receipts_max_members",
         "inbox_max_bytes",
         "sync_max_bytes",
         "bundle_max_bytes",

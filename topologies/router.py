@@ -242,8 +242,19 @@ def publish_receipts(batch: Batch, moved: dict[tuple[str, str], Cursors]) -> Non
                 "kind": kind,
                 "seq": now,
             }
-            for member in row["members"]:
+            for member in receipt_audience(batch, row, user, kind):
                 batch.to_user(member, {"op": "receipt", "frame": frame})
+
+
+def receipt_audience(batch: Batch, row: ConversationRow, user: str, kind: str) -> list[str]:
+    """Who is told of a moved cursor: every member, except for ``delivered`` in a large group,
+    where only the user's own devices are (they trim the inbox and stop notifying). Every
+    member confirming every message of a group of n costs n x n frames; past
+    CHAT_DELIVERED_RECEIPTS_MAX_MEMBERS that is more than any client wants live, and REST
+    (``GET /v1/conversations/{id}/receipts``) still answers everyone's cursors."""
+    if kind == "delivered" and len(row["members"]) > batch.settings.delivered_receipts_max_members:
+        return [user]
+    return list(row["members"])
 
 
 # --------------------------------------------------------------------------- typing

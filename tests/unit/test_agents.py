@@ -313,3 +313,38 @@ def test_bundles_split_below_their_byte_limit(size: int) -> None:
     bundles = records.split_bundles(entries, limit)
     assert all(len(b) <= limit for b in bundles if len(orjson.loads(b)) > 1)
     assert [e for b in bundles for e in orjson.loads(b)] == [orjson.loads(e) for e in entries]
+
+
+def test_delivered_receipts_in_a_large_group_go_to_the_confirming_user_only() -> None:
+    tables = empty_tables()
+    members = [f"m{i}" for i in range(SETTINGS.delivered_receipts_max_members + 1)]
+    group = "grp:large"
+    run(
+        tables,
+        router.route,
+        [cmd("conversation.create", group, "m0", kind="group", members=members[1:], title="t")],
+    )
+    run(tables, router.route, [cmd("message.send", group, "m0", client_msg_id="c", body="x")])
+    delivered = run(tables, router.route, [cmd("message.delivered", group, "m5", seq=1)])
+    assert [u for u, _ in user_events(delivered)] == ["m5"]
+    read = run(tables, router.route, [cmd("receipt.read", group, "m5", seq=1)])
+    assert sorted(u for u, _ in user_events(read)) == sorted(members)
+    # A group at the limit still shares delivered receipts with everyone.
+    small = "grp:small"
+    run(
+        tables,
+        router.route,
+        [
+            cmd(
+                "conversation.create",
+                small,
+                "m0",
+                kind="group",
+                members=members[1 : SETTINGS.delivered_receipts_max_members],
+                title="t",
+            )
+        ],
+    )
+    run(tables, router.route, [cmd("message.send", small, "m0", client_msg_id="c", body="x")])
+    shared = run(tables, router.route, [cmd("message.delivered", small, "m5", seq=1)])
+    assert len(user_events(shared)) == SETTINGS.delivered_receipts_max_members
