@@ -3,10 +3,11 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 STACK := ops/stack/stack.sh
 CACHE_DIR ?= $(HOME)/.cache/kchat
+DEPLOY_TESTS := tests/unit/test_deploy_files.py tests/unit/test_k8s_and_dashboards.py
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 export npm_config_cache ?= $(HOME)/.cache/npm
 
-.PHONY: run test test-tools nginx-install install venv stack-install web lint typecheck unit integration web-test e2e \
+.PHONY: run test test-tools lint-tools nginx-install install venv stack-install web lint typecheck unit integration web-test e2e \
         bench stack-start stack-stop stack-status clean
 
 run: install nginx-install  ## Start the stack and the app in the foreground (Ctrl-C stops it all)
@@ -17,8 +18,8 @@ test: install test-tools  ## Install what is missing, start the services, run th
 
 # Debian packages: nginx (the load balancer in front of the local edges, for `make run` and the
 # tests), Chromium, which only the web client's end-to-end test needs, and iproute2 (`ss`, which
-# a test reads the edges' listen backlog with).
-test-tools:
+# a test reads the edges' listen backlog with); and the deployment files' validators.
+test-tools: lint-tools
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ss >/dev/null || test -x /bin/ss || missing="$$missing iproute2"; \
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
@@ -50,9 +51,18 @@ web/dist/index.html: $(shell find web/src web/index.html web/package.json -type 
 	  cd web && (npm ci --no-audit --no-fund --prefer-offline || npm install --no-audit --no-fund) && npm run build; \
 	else echo "no web client yet"; fi
 
-lint: venv
+# The deployment files' validators: nginx (Debian's, for `nginx -t`), kustomize and promtool
+# (go install, pinned in tests/deploy_tools.py, built once into $(CACHE_DIR)/bin); hadolint
+# and the schemas come with the dev dependencies.
+lint-tools: venv nginx-install
+	CHAT_CACHE_DIR=$(CACHE_DIR) $(PY) -m tests.deploy_tools
+
+# Static checks: ruff, then every deployment file through its ecosystem's validator (kustomize +
+# Kubernetes schemas, nginx -t, hadolint, the Compose schema, promtool) and the project's rules.
+lint: venv lint-tools
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	CHAT_CACHE_DIR=$(CACHE_DIR) $(PY) -m pytest -q -p no:cacheprovider $(DEPLOY_TESTS)
 
 typecheck: venv
 	$(PY) -m mypy chat edge topologies tables sinks ops

@@ -13,8 +13,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The deployment files' validators (kustomize + Kubernetes schemas, nginx -t, hadolint, the
+# Compose schema, promtool; `make lint` runs the same), then not again in the suite below.
+DEPLOY_TESTS=(tests/unit/test_deploy_files.py tests/unit/test_k8s_and_dashboards.py)
 echo "== lint"
 $PY -m ruff check .
+$PY -m ruff format --check .
+echo "== deployment files"
+$PY -m pytest -q -p no:cacheprovider "${DEPLOY_TESTS[@]}"
 echo "== types"
 $PY -m mypy chat edge topologies tables sinks ops
 echo "== stack"
@@ -24,4 +30,4 @@ if [ -f web/package.json ]; then
   (cd web && npm test --silent)
 fi
 echo "== tests: unit, integration (real stack, both edges, headless Chromium), faults"
-$PY -m pytest tests -q -p no:cacheprovider "$@"
+$PY -m pytest tests -q -p no:cacheprovider "${DEPLOY_TESTS[@]/#/--ignore=}" "$@"

@@ -19,10 +19,12 @@ import tempfile
 from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("CHAT_CACHE_DIR") or Path.home() / ".cache" / "kchat")
-# name -> (Go package, version). The promtool module's v0.316.0 is Prometheus 3.16.
+# name -> (Go package, version, build tags). The promtool module's v0.316.0 is Prometheus
+# 3.16; remove_all_sd leaves out the cloud service discoveries (their SDKs would take most of
+# the build; the configs here use static targets).
 GO_TOOLS = {
-    "kustomize": ("sigs.k8s.io/kustomize/kustomize/v5", "v5.7.1"),
-    "promtool": ("github.com/prometheus/prometheus/cmd/promtool", "v0.316.0"),
+    "kustomize": ("sigs.k8s.io/kustomize/kustomize/v5", "v5.7.1", ""),
+    "promtool": ("github.com/prometheus/prometheus/cmd/promtool", "v0.316.0", "remove_all_sd"),
 }
 GO_CANDIDATES = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
 
@@ -36,7 +38,7 @@ def go_binary() -> str | None:
 
 
 def go_tool_path(name: str) -> Path:
-    _, version = GO_TOOLS[name]
+    _, version, _ = GO_TOOLS[name]
     return CACHE_DIR / "bin" / f"{name}-{version}" / name
 
 
@@ -45,7 +47,7 @@ def install_go_tool(name: str) -> Path:
     path = go_tool_path(name)
     if path.is_file() and os.access(path, os.X_OK):
         return path
-    package, version = GO_TOOLS[name]
+    package, version, tags = GO_TOOLS[name]
     go = go_binary()
     if go is None:
         raise ToolMissing(f"{name} {version} is not in {path} and there is no Go to build it")
@@ -55,7 +57,7 @@ def install_go_tool(name: str) -> Path:
     try:
         print(f"building {name} {version} with go install (once, into {path})", file=sys.stderr)
         result = subprocess.run(
-            [go, "install", f"{package}@{version}"],
+            [go, "install", *(["-tags", tags] if tags else []), f"{package}@{version}"],
             cwd=staging,
             env={**os.environ, "GOBIN": str(staging), "CGO_ENABLED": "0"},
             capture_output=True,
