@@ -232,6 +232,9 @@ def test_manifests_match_the_settings(overlay: str) -> None:
             TokenVerifier(settings)  # the edge would start with this configuration
         else:
             assert settings.metrics_host == "0.0.0.0", where  # probes and Prometheus reach it
+        if role == "worker":  # Faust's data directory, on a volume (the root fs is read-only)
+            mounts = [m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")]
+            assert any(settings.worker_data_dir.startswith(m) for m in mounts), where
         for hpa in by_kind(docs, "HorizontalPodAutoscaler"):
             if hpa["spec"]["scaleTargetRef"]["name"] != w["metadata"]["name"]:
                 continue
@@ -244,6 +247,30 @@ def test_manifests_match_the_settings(overlay: str) -> None:
                     assert labels["consumergroup"] == settings.worker_app_id, where
     assert roles == ROLES
     assert len(shared) == 1, f"processes disagree: {shared}"
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_pods_meet_the_restricted_pod_security_standard(overlay: str) -> None:
+    """The namespaces enforce the "restricted" Pod Security Standard at admission: its rules,
+    checked before an apply would be refused; plus no API token and no service links."""
+    docs = rendered(overlay)
+    namespace = find(docs, "Namespace", OVERLAYS[overlay])
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for w in workloads(docs):
+        pod = w["spec"]["template"]["spec"]
+        where = w["metadata"]["name"]
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), where
+        assert not any("hostPath" in v for v in pod.get("volumes", [])), where
+        assert pod["automountServiceAccountToken"] is False, where
+        assert pod["enableServiceLinks"] is False, where
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            sc = {**pod.get("securityContext", {}), **c.get("securityContext", {})}
+            assert sc.get("runAsNonRoot") is True and sc.get("runAsUser") != 0, (where, c["name"])
+            assert not sc.get("privileged") and sc.get("allowPrivilegeEscalation") is False
+            assert "ALL" in sc["capabilities"]["drop"], (where, c["name"])
+            assert set(sc["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}
+            assert sc["seccompProfile"]["type"] in ("RuntimeDefault", "Localhost"), where
+            assert "memory" in c["resources"]["limits"], (where, c["name"])
 
 
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
