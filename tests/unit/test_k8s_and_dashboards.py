@@ -4,7 +4,8 @@ dashboard (ops/compose), and docs/operations.md, checked offline.
 - Every overlay is rendered with kustomize and every object is validated against the strict
   Kubernetes schemas ``kubernetes-validate`` ships (unknown fields are errors), for the oldest
   Kubernetes the manifests support (1.28: the pod-index label) and the newest one it ships.
-- ``promtool check config`` and ``promtool check rules`` validate the Prometheus files.
+- ``promtool check config``, ``check rules`` and ``check metrics`` validate the Prometheus
+  files and the names of the metrics the code exports.
 - Then what only this project knows: the CHAT_* settings the manifests set exist and load, the
   probes and scrape annotations hit each role's port setting, scaling stays within the
   partition counts, every metric a rule or panel names is exported by the code (or is one of
@@ -28,7 +29,7 @@ import kubernetes_validate
 import promql_parser
 import pytest
 import yaml
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, generate_latest
 
 from chat.settings import Settings, load_settings
 from edge.auth import TokenVerifier
@@ -405,6 +406,22 @@ def metric_problems(expr: str, where: str) -> list[str]:
         elif func in {"rate", "irate", "increase"} and kind == "gauge":
             problems.append(f"{where}: {func}() over the gauge {name}")
     return problems
+
+
+def test_promtool_accepts_the_exported_metrics() -> None:
+    """Prometheus's naming lint (base units, _total on counters, help text) over what the code
+    registers."""
+    exported_series()
+    exposition = generate_latest(REGISTRY).decode()
+    assert "# TYPE chat_edge_connections gauge" in exposition
+    result = subprocess.run(
+        [str(tool("promtool")), "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def alert_rules() -> list[Doc]:
