@@ -1,14 +1,28 @@
 """Shapes of the JSON values on the internal topics (see docs/topology.md).
 
-Values are orjson-encoded dicts; these helpers keep the field names in one place.
+Values are orjson-encoded JSON objects. Each record the edge produces or consumes is declared
+here once, with the one constructor or codec that both its producer and its consumer use:
+
+- the commands the edge puts on ``chat.commands`` and the events it puts on ``chat.users`` are
+  TypedDicts built by typed constructors (the stream agents read them as the plain dicts
+  they are on the wire, so a handler needs no decoding step);
+- the ``chat.deliver`` entries are two dataclasses, :class:`FrameDelivery` and
+  :class:`SyncDelivery`, encoded by :func:`encode_delivery` and decoded by
+  :func:`decode_delivery`.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import orjson
 from aiokafka.partitioner import murmur2
+
+# A client frame's ``id``, echoed in the reply (chat.protocol.FrameId; chat.protocol is not
+# imported here so that every process can read records without the protocol module).
+FrameId = str | int | None
 
 
 class Origin(TypedDict):
@@ -16,7 +30,7 @@ class Origin(TypedDict):
 
     slot: int
     session: str
-    id: str | int | None
+    id: FrameId
 
 
 class Message(TypedDict):
@@ -97,7 +111,7 @@ def split_bundles(items: list[bytes], max_bytes: int) -> list[bytes]:
     return out
 
 
-def keyed_event(key: str, event: dict[str, Any]) -> bytes:
+def keyed_event(key: str, event: Mapping[str, Any]) -> bytes:
     """One entry of a ``chat.commands`` or ``chat.users`` bundle: ``[key, event]``, the key
     being the conversation id or the user id the event is about."""
     return dumps([key, event])
@@ -110,14 +124,227 @@ def decode_bundle(raw: bytes) -> list[Any]:
     return value
 
 
+# --------------------------------------------------------------------------- chat.commands
+#
+# What an edge puts on chat.commands for a client frame: ``op`` (the frame's type), the
+# conversation, the authenticated sender and where the reply goes, plus the frame's own fields.
+
+
+def origin(slot: int, session: str, frame_id: FrameId) -> Origin:
+    return {"slot": slot, "session": session, "id": frame_id}
+
+
+class _CommandBase(TypedDict):
+    conversation_id: str
+    user: str
+    origin: Origin
+
+
+class CreateCommand(_CommandBase):
+    op: Literal["conversation.create"]
+    kind: Literal["direct", "group"]
+    members: list[str]  # the others: the creator is always a member
+    title: NotRequired[str]  # groups only
+
+
+class MembersCommand(_CommandBase):
+    op: Literal["conversation.add_members", "conversation.remove_members"]
+    members: list[str]
+
+
+class SendCommand(_CommandBase):
+    op: Literal["message.send"]
+    client_msg_id: str
+    body: str
+
+
+class CursorCommand(_CommandBase):
+    op: Literal["message.delivered", "receipt.read"]
+    seq: int
+
+
+class TypingCommand(_CommandBase):
+    op: Literal["typing"]
+    state: str
+
+
+Command = CreateCommand | MembersCommand | SendCommand | CursorCommand | TypingCommand
+
+
+def create_direct(cid: str, user: str, at: Origin, other: str) -> CreateCommand:
+    return {
+        "op": "conversation.create",
+        "conversation_id": cid,
+        "user": user,
+        "origin": at,
+        "kind": "direct",
+        "members": [other],
+    }
+
+
+def create_group(cid: str, user: str, at: Origin, others: list[str], title: str) -> CreateCommand:
+    return {
+        "op": "conversation.create",
+        "conversation_id": cid,
+        "user": user,
+        "origin": at,
+        "kind": "group",
+        "members": others,
+        "title": title,
+    }
+
+
+def change_members(
+    op: Literal["conversation.add_members", "conversation.remove_members"],
+    cid: str,
+    user: str,
+    at: Origin,
+    members: list[str],
+) -> MembersCommand:
+    return {"op": op, "conversation_id": cid, "user": user, "origin": at, "members": members}
+
+
+def send_message(cid: str, user: str, at: Origin, client_msg_id: str, body: str) -> SendCommand:
+    return {
+        "op": "message.send",
+        "conversation_id": cid,
+        "user": user,
+        "origin": at,
+        "client_msg_id": client_msg_id,
+        "body": body,
+    }
+
+
+def move_cursor(
+    op: Literal["message.delivered", "receipt.read"], cid: str, user: str, at: Origin, seq: int
+) -> CursorCommand:
+    return {"op": op, "conversation_id": cid, "user": user, "origin": at, "seq": seq}
+
+
+def typing(cid: str, user: str, at: Origin, state: str) -> TypingCommand:
+    return {"op": "typing", "conversation_id": cid, "user": user, "origin": at, "state": state}
+
+
+# --------------------------------------------------------------------------- chat.users (edge)
+#
+# The events an edge puts on chat.users, keyed by the user they are about.
+
+
+class SessionOpen(TypedDict):
+    op: Literal["session.open"]
+    session: str
+    slot: int
+    edge: str
+
+
+class SessionClose(TypedDict):
+    op: Literal["session.close"]
+    session: str
+    edge: str
+
+
+class SyncRequest(TypedDict):
+    op: Literal["sync"]
+    session: str
+    slot: int
+    id: FrameId
+    cursors: dict[str, int] | None
+
+
+class PresenceSubscribe(TypedDict):
+    op: Literal["presence.subscribe"]
+    session: str
+    slot: int
+
+
+class PresenceUnsubscribe(TypedDict):
+    op: Literal["presence.unsubscribe"]
+    session: str
+
+
+EdgeUserEvent = SessionOpen | SessionClose | SyncRequest | PresenceSubscribe | PresenceUnsubscribe
+
+
+def session_open(session: str, slot: int, edge: str) -> SessionOpen:
+    return {"op": "session.open", "session": session, "slot": slot, "edge": edge}
+
+
+def session_close(session: str, edge: str) -> SessionClose:
+    return {"op": "session.close", "session": session, "edge": edge}
+
+
+def sync_request(
+    session: str, slot: int, frame_id: FrameId, cursors: dict[str, int] | None
+) -> SyncRequest:
+    return {"op": "sync", "session": session, "slot": slot, "id": frame_id, "cursors": cursors}
+
+
+def presence_subscribe(session: str, slot: int) -> PresenceSubscribe:
+    return {"op": "presence.subscribe", "session": session, "slot": slot}
+
+
+def presence_unsubscribe(session: str) -> PresenceUnsubscribe:
+    return {"op": "presence.unsubscribe", "session": session}
+
+
+# --------------------------------------------------------------------------- chat.deliver
+#
+# An entry of a chat.deliver bundle is a frame for some sessions of the edge, or the answer to
+# one session's sync; on the wire they differ by which key is present:
+#   {"sessions": [...], "frame": {...}}   |   {"sessions": [...], "sync": {...}}
+
+
+class SyncAnswer(TypedDict):
+    """What the sessions agent answers a ``sync`` with; the edge reads the ``fetch`` ranges
+    (``[conversation_id, first seq, last seq]``, older than the inbox keeps) from the store."""
+
+    id: FrameId
+    messages: list[Message]
+    fetch: list[tuple[str, int, int]]  # JSON arrays on the wire: lists after decoding
+    conversations: dict[str, int]  # conversation id -> its last seq
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDelivery:
+    sessions: list[str]
+    frame: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDelivery:
+    sessions: list[str]
+    sync: SyncAnswer
+
+
+Delivery = FrameDelivery | SyncDelivery
+
+
+def encode_delivery(delivery: Delivery) -> bytes:
+    """One entry of a ``chat.deliver`` bundle (orjson writes a dataclass as an object of its
+    fields: exactly the wire shape above)."""
+    return orjson.dumps(delivery)
+
+
+def decode_delivery(entry: Any) -> Delivery:
+    """One decoded entry of a ``chat.deliver`` bundle as its type; ValueError if it is neither."""
+    frame = entry.get("frame") if isinstance(entry, dict) else None
+    if frame is not None:
+        return FrameDelivery(entry["sessions"], frame)
+    sync = entry.get("sync") if isinstance(entry, dict) else None
+    if sync is not None:
+        return SyncDelivery(entry["sessions"], sync)
+    raise ValueError("a delivery holds a frame or a sync answer")
+
+
 def frame_delivery(sessions: list[str], frame: dict[str, Any]) -> bytes:
-    """One entry of a ``chat.deliver`` bundle: a frame for some sessions of the edge."""
-    return dumps({"sessions": sessions, "frame": frame})
+    """A frame for some sessions of the edge, encoded."""
+    return encode_delivery(FrameDelivery(sessions, frame))
 
 
-def sync_delivery(session: str, sync: dict[str, Any]) -> bytes:
-    """One entry of a ``chat.deliver`` bundle: the answer to a session's ``sync``."""
-    return dumps({"sessions": [session], "sync": sync})
+def sync_delivery(session: str, sync: Mapping[str, Any]) -> bytes:
+    """The answer to a session's ``sync``, encoded (the sessions agent builds it as a dict)."""
+    return encode_delivery(SyncDelivery([session], cast(SyncAnswer, sync)))
 
 
 def deliveries(entries: list[bytes]) -> bytes:

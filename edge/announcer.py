@@ -14,15 +14,15 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+from chat.records import EdgeUserEvent
 from edge import metrics
 from edge.kafka_io import KafkaUnavailable
 
 log = logging.getLogger("chat.edge.announcer")
 
-UserEvent = tuple[str, dict[str, Any]]
-Send = Callable[[str, dict[str, Any]], Awaitable[None]]
+UserEvent = tuple[str, EdgeUserEvent]
+Send = Callable[[str, EdgeUserEvent], Awaitable[None]]
 
 
 class Announcer:
@@ -55,7 +55,7 @@ class Announcer:
                     log.warning("session close not announced, retrying", extra={"user": user})
             self._keep(user, event)
 
-    def _keep(self, user: str, event: dict[str, Any]) -> None:
+    def _keep(self, user: str, event: EdgeUserEvent) -> None:
         if len(self.pending) >= self.max_pending:
             dropped_user, dropped = self.pending.popleft()
             metrics.announcements_dropped.inc()

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from chat import protocol
+from chat import protocol, records
 from chat.protocol import ProtocolError
 from chat.redis_pool import connect_redis
 from chat.settings import IPNetwork, Settings, trusted_networks
@@ -113,13 +113,13 @@ class Edge:
 
     # ------------------------------------------------------------------ deliveries
 
-    def on_delivery(self, record: dict[str, Any]) -> None:
-        """One ``chat.deliver`` record: a frame (or a sync answer) for some of our sessions."""
-        frame = record.get("frame")
-        if frame is not None:
+    def on_delivery(self, delivery: records.Delivery) -> None:
+        """One ``chat.deliver`` entry: a frame (or a sync answer) for some of our sessions."""
+        if isinstance(delivery, records.FrameDelivery):
+            frame = delivery.frame
             text = protocol.encode(frame)
             frame_type = frame.get("type", "?")
-            for sid in record["sessions"]:
+            for sid in delivery.sessions:
                 session = self.registry.get(sid)
                 if session is None:
                     continue
@@ -129,19 +129,17 @@ class Edge:
                     session.send_encoded(text, frame_type)
                 observe_latency(session, frame)
             return
-        sync = record.get("sync")
-        if sync is not None:
-            for sid in record["sessions"]:
-                session = self.registry.get(sid)
-                if session is not None:
-                    self._answer_sync(session, sync)
+        for sid in delivery.sessions:
+            session = self.registry.get(sid)
+            if session is not None:
+                self._answer_sync(session, delivery.sync)
 
-    def _answer_sync(self, session: Session, sync: dict[str, Any]) -> None:
+    def _answer_sync(self, session: Session, sync: records.SyncAnswer) -> None:
         """The sync answer, written in the session's order: live messages that arrive while the
         store is read wait behind it, so that a session sees every conversation in seq order."""
 
         async def job() -> None:
-            messages = list(sync["messages"])
+            messages: list[Any] = list(sync["messages"])
             missing: set[str] = set()  # conversations whose older messages the store lacks
             for cid, first, last in sync["fetch"]:
                 found = [] if missing else await self._fetch_from_store(cid, first, last)
@@ -218,13 +216,7 @@ class Edge:
             self.registry.add(session)
             try:
                 await self.kafka.send_user_event(
-                    session.user,
-                    {
-                        "op": "session.open",
-                        "session": session.id,
-                        "slot": self.slot,
-                        "edge": self.edge_id,
-                    },
+                    session.user, records.session_open(session.id, self.slot, self.edge_id)
                 )
             except KafkaUnavailable:
                 await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"backend unavailable")
@@ -341,11 +333,11 @@ class Edge:
             session.close_after_pending(WSCloseCode.POLICY_VIOLATION, "too many invalid frames")
 
     async def _announce_close(self, session: Session) -> None:
-        events = [
-            (session.user, {"op": "session.close", "session": session.id, "edge": self.edge_id})
+        events: list[tuple[str, records.EdgeUserEvent]] = [
+            (session.user, records.session_close(session.id, self.edge_id))
         ]
         for watched in session.watching or ():
-            events.append((watched, {"op": "presence.unsubscribe", "session": session.id}))
+            events.append((watched, records.presence_unsubscribe(session.id)))
         # Retried through a Kafka blip: the dead-session sweep cannot see this session (the
         # edge is alive), so a dropped record would leave the user online for good.
         await self.announcer.announce(events)

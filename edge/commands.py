@@ -10,11 +10,11 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import redis.asyncio as aioredis
 
-from chat import protocol
+from chat import protocol, records
 from chat.keys import presence_key
 from chat.protocol import ClientFrame, ProtocolError
 from chat.settings import Settings
@@ -76,23 +76,9 @@ async def handle_frame(ctx: CommandContext, session: Session, frame: ClientFrame
         ) from None
 
 
-def origin(ctx: CommandContext, session: Session, frame: ClientFrame) -> dict[str, Any]:
-    return {"slot": ctx.slot, "session": session.id, "id": frame.id}
-
-
-async def command(
-    ctx: CommandContext, session: Session, frame: ClientFrame, conversation_id: str, **fields: Any
-) -> None:
-    await ctx.kafka.send_command(
-        conversation_id,
-        {
-            "op": frame.type,
-            "conversation_id": conversation_id,
-            "user": session.user,
-            "origin": origin(ctx, session, frame),
-            **fields,
-        },
-    )
+def origin(ctx: CommandContext, session: Session, frame: ClientFrame) -> records.Origin:
+    """Where the router sends the reply: this edge's slot, the session, the frame's id."""
+    return records.origin(ctx.slot, session.id, frame.id)
 
 
 async def on_ping(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
@@ -108,38 +94,71 @@ async def on_create(ctx: CommandContext, session: Session, frame: ClientFrame) -
                 protocol.BAD_REQUEST, "a direct conversation needs another user", frame.id
             )
         cid = protocol.direct_conversation_id(session.user, other)
-        await command(ctx, session, frame, cid, kind="direct", members=[other])
+        at = origin(ctx, session, frame)
+        await ctx.kafka.send_command(records.create_direct(cid, session.user, at, other))
     else:
         # Group ids are chosen here and carried in the command, so that a replay of
         # chat.commands rebuilds the very same conversation.
         cid = f"grp:{uuid.uuid4().hex}"
         others = [m for m in f["members"] if m != session.user]
-        await command(ctx, session, frame, cid, kind="group", members=others, title=f["title"])
+        at = origin(ctx, session, frame)
+        await ctx.kafka.send_command(
+            records.create_group(cid, session.user, at, others, f["title"])
+        )
 
 
-async def on_members(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
-    await command(
-        ctx, session, frame, frame.fields["conversation_id"], members=frame.fields["members"]
+async def on_add_members(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    await ctx.kafka.send_command(members_command("conversation.add_members", ctx, session, frame))
+
+
+async def on_remove_members(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    await ctx.kafka.send_command(
+        members_command("conversation.remove_members", ctx, session, frame)
     )
+
+
+def members_command(
+    op: Literal["conversation.add_members", "conversation.remove_members"],
+    ctx: CommandContext,
+    session: Session,
+    frame: ClientFrame,
+) -> records.MembersCommand:
+    cid, members = frame.fields["conversation_id"], frame.fields["members"]
+    return records.change_members(op, cid, session.user, origin(ctx, session, frame), members)
 
 
 async def on_send(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     f = frame.fields
     if len(session.pending_sends) < 10_000:
         session.pending_sends.setdefault(f["client_msg_id"], time.monotonic())
-    await command(
-        ctx, session, frame, f["conversation_id"], client_msg_id=f["client_msg_id"], body=f["body"]
+    at = origin(ctx, session, frame)
+    await ctx.kafka.send_command(
+        records.send_message(f["conversation_id"], session.user, at, f["client_msg_id"], f["body"])
     )
 
 
-async def on_cursor(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
-    f = frame.fields
-    await command(ctx, session, frame, f["conversation_id"], seq=f["seq"])
+async def on_delivered(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    await ctx.kafka.send_command(cursor_command("message.delivered", ctx, session, frame))
+
+
+async def on_read(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    await ctx.kafka.send_command(cursor_command("receipt.read", ctx, session, frame))
+
+
+def cursor_command(
+    op: Literal["message.delivered", "receipt.read"],
+    ctx: CommandContext,
+    session: Session,
+    frame: ClientFrame,
+) -> records.CursorCommand:
+    cid, seq = frame.fields["conversation_id"], frame.fields["seq"]
+    return records.move_cursor(op, cid, session.user, origin(ctx, session, frame), seq)
 
 
 async def on_typing(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     f = frame.fields
-    await command(ctx, session, frame, f["conversation_id"], state=f["state"])
+    at = origin(ctx, session, frame)
+    await ctx.kafka.send_command(records.typing(f["conversation_id"], session.user, at, f["state"]))
 
 
 async def on_sync(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
@@ -147,13 +166,7 @@ async def on_sync(ctx: CommandContext, session: Session, frame: ClientFrame) -> 
     # that reached the user before it, and later ones arrive live after it.
     await ctx.kafka.send_user_event(
         session.user,
-        {
-            "op": "sync",
-            "session": session.id,
-            "slot": ctx.slot,
-            "id": frame.id,
-            "cursors": frame.fields["cursors"],
-        },
+        records.sync_request(session.id, ctx.slot, frame.id, frame.fields["cursors"]),
     )
 
 
@@ -170,14 +183,7 @@ async def on_presence_subscribe(ctx: CommandContext, session: Session, frame: Cl
         )
     for user in frame.fields["users"]:
         if user not in session.watching:
-            await ctx.kafka.send_user_event(
-                user,
-                {
-                    "op": "presence.subscribe",
-                    "session": session.id,
-                    "slot": ctx.slot,
-                },
-            )
+            await ctx.kafka.send_user_event(user, records.presence_subscribe(session.id, ctx.slot))
             session.watching.add(user)
     await on_presence_query(ctx, session, frame)
 
@@ -220,11 +226,11 @@ class RateLimited(ProtocolError):
 HANDLERS = {
     "ping": on_ping,
     "conversation.create": on_create,
-    "conversation.add_members": on_members,
-    "conversation.remove_members": on_members,
+    "conversation.add_members": on_add_members,
+    "conversation.remove_members": on_remove_members,
     "message.send": on_send,
-    "message.delivered": on_cursor,
-    "receipt.read": on_cursor,
+    "message.delivered": on_delivered,
+    "receipt.read": on_read,
     "typing": on_typing,
     "sync": on_sync,
     "presence.subscribe": on_presence_subscribe,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -45,7 +45,7 @@ class _Lane:
 
 
 class KafkaIO:
-    def __init__(self, settings: Settings, on_delivery: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, settings: Settings, on_delivery: Callable[[records.Delivery], None]) -> None:
         self.settings = settings
         self.on_delivery = on_delivery
         self.commands_topic = topic_spec(settings, "commands")
@@ -130,11 +130,11 @@ class KafkaIO:
                         continue
                     for entry in entries:
                         try:
-                            self.on_delivery(entry)
+                            self.on_delivery(records.decode_delivery(entry))
                         except Exception:
                             log.exception("bad delivery", extra={"offset": record.offset})
 
-    async def _send(self, topic: TopicSpec, key: str, value: dict[str, Any]) -> None:
+    async def _send(self, topic: TopicSpec, key: str, value: Mapping[str, Any]) -> None:
         """Queue the event in its partition's lane; returns once its bundle is acknowledged."""
         started = time.monotonic()
         partition = records.partition_for(key, topic.partitions)
@@ -182,8 +182,10 @@ class KafkaIO:
         finally:
             lane.flushing = False
 
-    async def send_command(self, conversation_id: str, command: dict[str, Any]) -> None:
-        await self._send(self.commands_topic, conversation_id, command)
+    async def send_command(self, command: records.Command) -> None:
+        """A command on chat.commands, keyed by its conversation."""
+        await self._send(self.commands_topic, command["conversation_id"], command)
 
-    async def send_user_event(self, user: str, event: dict[str, Any]) -> None:
+    async def send_user_event(self, user: str, event: records.EdgeUserEvent) -> None:
+        """An event about ``user`` on chat.users."""
         await self._send(self.users_topic, user, event)
