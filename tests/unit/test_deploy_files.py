@@ -207,6 +207,24 @@ def test_prometheus_scrapes_every_app_process() -> None:
     mounts = {v.split(":")[1] for v in doc["services"]["prometheus"]["volumes"]}
     assert any(p.startswith("/etc/prometheus/rules/") for p in prom["rule_files"])
     assert "/etc/prometheus/rules" in mounts
+    providers = ROOT / "ops" / "compose" / "grafana" / "provisioning" / "dashboards" / "kchat.yml"
+    (provider,) = yaml.safe_load(providers.read_text())["providers"]
+    grafana = {v.split(":")[1] for v in doc["services"]["grafana"]["volumes"]}
+    assert provider["options"]["path"] in grafana
+
+
+def test_compose_can_run_beside_the_local_stack() -> None:
+    """`make run` and the local services listen on these host ports (the defaults); compose
+    takes none of them but nginx's, which CHAT_COMPOSE_PORT moves."""
+    local = {DEFAULTS.edge_port, DEFAULTS.edge_port + 1, DEFAULTS.sink_metrics_port}
+    local |= {DEFAULTS.worker_web_port, DEFAULTS.worker_web_port + 1, DEFAULTS.lb_port}
+    local |= {9092, 9093, 9094, 6379, 27017}  # ops/stack: Kafka, Redis, the MongoDB server
+    moved = compose_config({**COMPOSE_ENV, "CHAT_COMPOSE_PORT": "8001"})
+    for name, svc in moved["services"].items():
+        for port in svc.get("ports", []):
+            published = int(str(port).split("/")[0].split(":")[-2])
+            assert published not in local, f"{name} publishes {published}, which make run uses"
+    assert compose_config()["services"]["nginx"]["ports"] == ["8000:80"]  # docs/operations.md
 
 
 # --------------------------------------------------------------------------- Dockerfile
