@@ -399,6 +399,10 @@ def selectors(expr: str) -> Iterator[tuple[str, str | None]]:
 
 def metric_problems(expr: str, where: str) -> list[str]:
     problems = []
+    jobs = {j["job_name"] for j in yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]}
+    for op, job in re.findall(r'\bjob\s*(=~|=)\s*"([^"]*)"', expr):
+        if not any(re.fullmatch(job, j) if op == "=~" else job == j for j in jobs):
+            problems.append(f"{where}: job {job!r} is none of the scrape jobs {sorted(jobs)}")
     for name, func in selectors(expr):
         kind = exported_series().get(name)
         if kind is None and name not in EXTERNAL_METRICS:
@@ -445,9 +449,12 @@ def test_alerts_use_exported_metrics_and_link_runbooks() -> None:
         if rule["labels"]["severity"] not in {"critical", "warning"}:
             problems.append(f"{where}: severity {rule['labels']['severity']}")
     assert problems == []
-    assert metric_problems("rate(chat_edge_connections[5m]) + chat_edge_sessions", "x") == [
-        "x: chat_edge_sessions is not exported by the code",
+    assert metric_problems('rate(chat_edge_connections[5m]) + up{job="edge"}', "x") == [
+        "x: job 'edge' is none of the scrape jobs ['chat-edge', 'chat-sink', 'chat-worker']",
         "x: rate() over the gauge chat_edge_connections",
+    ]
+    assert metric_problems("chat_edge_sessions", "x") == [
+        "x: chat_edge_sessions is not exported by the code"
     ]
 
 
