@@ -169,7 +169,7 @@ def test_compose_references_resolve() -> None:
 def test_compose_app_settings() -> None:
     """Every CHAT_* variable is a setting, each process's settings load, the backends are the
     compose services, every edge has its own chat.deliver slot."""
-    doc = compose_config()
+    doc = compose_doc()  # service_env interpolates
     slots = {}
     for name, (role, svc) in app_services(doc).items():
         env = service_env(svc)
@@ -188,14 +188,14 @@ def test_compose_app_settings() -> None:
         else:
             assert settings.metrics_host == "0.0.0.0", name  # Prometheus scrapes them
     assert len(slots) == sum(r == "edge" for r, _ in app_services(doc).values()) >= 2
-    raw = compose_doc()["x-app"]["environment"]
+    raw = doc["x-app"]["environment"]
     assert raw["CHAT_JWT_SECRET"].startswith("${CHAT_JWT_SECRET:?")
     kafka = service_env(doc["services"]["kafka"])
     assert kafka["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
 
 
 def test_prometheus_scrapes_every_app_process() -> None:
-    doc = compose_config()
+    doc = compose_doc()
     expected = {
         f"{name}:{service_env(svc)[METRICS_PORT[role]]}"
         for name, (role, svc) in app_services(doc).items()
