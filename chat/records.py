@@ -6,16 +6,14 @@ here once, with the one constructor or codec that both its producer and its cons
 - the commands the edge puts on ``chat.commands`` and the events it puts on ``chat.users`` are
   TypedDicts built by typed constructors (the stream agents read them as the plain dicts
   they are on the wire, so a handler needs no decoding step);
-- the ``chat.deliver`` entries are two dataclasses, :class:`FrameDelivery` and
-  :class:`SyncDelivery`, encoded by :func:`encode_delivery` and decoded by
-  :func:`decode_delivery`.
+- the ``chat.deliver`` entries are :class:`FrameDelivery` and :class:`SyncDelivery`, written by
+  the workers with :func:`encode_delivery` and read by the edge with :func:`decode_delivery`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast, final
 
 import orjson
 from aiokafka.partitioner import murmur2
@@ -305,14 +303,18 @@ class SyncAnswer(TypedDict):
     truncated: bool
 
 
-@dataclass(frozen=True, slots=True)
-class FrameDelivery:
+# Typed dicts rather than dataclasses: the edge reads an entry for every delivery, and
+# typing the decoded dict costs nothing, where building an object per entry would add a
+# quarter of a microsecond to its hot path. ``final`` lets the type checker tell the two apart
+# by which key is present, as the edge does.
+@final
+class FrameDelivery(TypedDict):
     sessions: list[str]
     frame: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class SyncDelivery:
+@final
+class SyncDelivery(TypedDict):
     sessions: list[str]
     sync: SyncAnswer
 
@@ -321,30 +323,26 @@ Delivery = FrameDelivery | SyncDelivery
 
 
 def encode_delivery(delivery: Delivery) -> bytes:
-    """One entry of a ``chat.deliver`` bundle (orjson writes a dataclass as an object of its
-    fields: exactly the wire shape above)."""
+    """One entry of a ``chat.deliver`` bundle."""
     return orjson.dumps(delivery)
 
 
 def decode_delivery(entry: Any) -> Delivery:
-    """One decoded entry of a ``chat.deliver`` bundle as its type; ValueError if it is neither."""
-    frame = entry.get("frame") if isinstance(entry, dict) else None
-    if frame is not None:
-        return FrameDelivery(entry["sessions"], frame)
-    sync = entry.get("sync") if isinstance(entry, dict) else None
-    if sync is not None:
-        return SyncDelivery(entry["sessions"], sync)
+    """One decoded entry of a ``chat.deliver`` bundle as its type (``"frame" in delivery``
+    tells which); ValueError if it is neither."""
+    if isinstance(entry, dict) and ("frame" in entry or "sync" in entry):
+        return cast(Delivery, entry)
     raise ValueError("a delivery holds a frame or a sync answer")
 
 
 def frame_delivery(sessions: list[str], frame: dict[str, Any]) -> bytes:
     """A frame for some sessions of the edge, encoded."""
-    return encode_delivery(FrameDelivery(sessions, frame))
+    return encode_delivery(FrameDelivery(sessions=sessions, frame=frame))
 
 
 def sync_delivery(session: str, sync: Mapping[str, Any]) -> bytes:
     """The answer to a session's ``sync``, encoded (the sessions agent builds it as a dict)."""
-    return encode_delivery(SyncDelivery([session], cast(SyncAnswer, sync)))
+    return encode_delivery(SyncDelivery(sessions=[session], sync=cast(SyncAnswer, sync)))
 
 
 def deliveries(entries: list[bytes]) -> bytes:

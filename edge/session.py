@@ -1,4 +1,4 @@
-"""One live WebSocket session and the registry of the sessions this edge holds.
+"""One live WebSocket session (the registry of them is the hub, ``edge/hub.py``).
 
 Each session has one outbound queue drained by at most one writer task (started when something
 is queued, ended when the queue is empty), so frames for a session leave in the order they were
@@ -236,30 +236,3 @@ def _size(item: QueueItem) -> int:
     if isinstance(item, tuple):
         return len(item[0])
     return 0
-
-
-class SessionRegistry:
-    def __init__(self) -> None:
-        self.sessions: dict[str, Session] = {}
-        self.sessions_per_user: dict[str, int] = {}
-
-    def add(self, session: Session) -> None:
-        self.sessions[session.id] = session
-        self.sessions_per_user[session.user] = self.sessions_per_user.get(session.user, 0) + 1
-        metrics.connections.set(len(self.sessions))
-
-    def remove(self, session: Session) -> None:
-        if self.sessions.pop(session.id, None) is None:
-            return
-        left = self.sessions_per_user[session.user] - 1
-        if left:
-            self.sessions_per_user[session.user] = left
-        else:
-            del self.sessions_per_user[session.user]
-        metrics.connections.set(len(self.sessions))
-
-    def get(self, session_id: str) -> Session | None:
-        return self.sessions.get(session_id)
-
-    def count_for(self, user: str) -> int:
-        return self.sessions_per_user.get(user, 0)
