@@ -67,8 +67,10 @@ def install_centrifugo() -> str:
     # A temporary GOBIN inside the cache, moved into place when complete: an interrupted build
     # leaves no half-written binary behind.
     tmp = binary.parent / "build"
+    # The release builds stamp their version with -X; `go install` alone reports 0.0.0.
+    version_flag = f"-X {CENTRIFUGO_MODULE}/internal/build.Version={CENTRIFUGO_VERSION}"
     subprocess.run(
-        ["go", "install", f"{CENTRIFUGO_MODULE}@v{CENTRIFUGO_VERSION}"],
+        ["go", "install", "-ldflags", version_flag, f"{CENTRIFUGO_MODULE}@v{CENTRIFUGO_VERSION}"],
         env={**os.environ, "GOBIN": str(tmp), "GOFLAGS": "-buildvcs=false"},
         cwd=binary.parent,
         check=True,
