@@ -33,7 +33,7 @@ from ops.topics import ensure_topics
 
 STACK = str(REPO / "ops" / "stack" / "stack.sh")
 EDGE_PORTS = (8080, 8081)
-WORKER_PORTS = (6066, 6067)
+WORKER_PORTS = (6066, 6067, 6068, 6069)  # the first --workers of them
 SINK_PORT = 6070
 SERVICE_PORTS = {"kafka": 9092, "redis": 6379, "mongo": 27017}
 NOFILE = 262_144
@@ -98,8 +98,11 @@ def namespace_env(prefix: str) -> dict[str, str]:
 class Systems:
     """Starts what is not running; stops only what it started."""
 
-    def __init__(self, say: Callable[[str], None], prefix: str, keep_data: bool) -> None:
+    def __init__(
+        self, say: Callable[[str], None], prefix: str, keep_data: bool, workers: int = 2
+    ) -> None:
         self.say = say
+        self.workers = workers
         self.prefix = prefix
         self.keep_data = keep_data
         self.env = {**BENCH_ENV, **namespace_env(prefix)}
@@ -132,8 +135,8 @@ class Systems:
             raise RuntimeError(
                 f"ports {busy} are in use but the edges are not ready; stop that app first"
             )
-        self.say("app: starting 2 workers, the sink and 2 edges ...")
-        for i, port in enumerate(WORKER_PORTS):
+        self.say(f"app: starting {self.workers} workers, the sink and 2 edges ...")
+        for i, port in enumerate(WORKER_PORTS[: self.workers]):
             self.sup.start(worker_spec(i, {}, port))
         self.sup.start(sink_spec({}, SINK_PORT))
         for i, port in enumerate(EDGE_PORTS):

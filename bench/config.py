@@ -49,6 +49,7 @@ class Config:
     skip_groups: bool = False
     keep_app: bool = False  # leave the app we started running
     keep_data: bool = False  # keep the run's topics and Mongo database
+    workers: int = 2  # stream workers of the app the bench starts (docs/capacity.md's check)
     topic_prefix: str = ""  # "" = a fresh namespace per run (bench<id>); "chat" = make run's
     out_dir: str = "bench-results"
     connect_concurrency: int = 200
@@ -152,6 +153,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
             f"--skip-{name}", action="store_true", help=f"skip the {name} run of every system"
         )
     p.add_argument("--keep-app", action="store_true", help="leave the app the bench started")
+    p.add_argument(
+        "--workers", type=int, choices=range(1, 5), help="stream workers of the app it starts"
+    )
     p.add_argument(
         "--keep-data", action="store_true", help="keep the run's topics and Mongo database"
     )

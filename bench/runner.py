@@ -44,7 +44,9 @@ class Bench:
         if not self.out_dir.is_absolute():
             self.out_dir = REPO / self.out_dir
         self.tmp = Path(tempfile.mkdtemp(prefix="kchat-bench-"))
-        self.systems = Systems(self.say, cfg.topic_prefix or f"bench{self.run_id}", cfg.keep_data)
+        self.systems = Systems(
+            self.say, cfg.topic_prefix or f"bench{self.run_id}", cfg.keep_data, cfg.workers
+        )
         self.stats = ProcStats()
         self.gens: list[GenProc] = []
         self.results: dict[str, Any] = {"systems": {}}
