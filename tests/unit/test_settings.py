@@ -198,3 +198,21 @@ def test_trusted_proxies_take_addresses_and_cidr_ranges() -> None:
 def test_a_bad_trusted_proxy_entry_is_refused_at_start() -> None:
     with pytest.raises(SettingsError, match="CHAT_TRUSTED_PROXIES"):
         load_settings({"CHAT_TRUSTED_PROXIES": "10.0.0.0/33"})
+
+
+def test_the_readme_settings_table_lists_exactly_the_settings() -> None:
+    """Every CHAT_* setting has a row in the README's table, and every row names a setting
+    (or CHAT_JWT_PUBLIC_KEY_FILE, the alias load_settings reads the public key from)."""
+    import re
+    from pathlib import Path
+
+    from chat.settings import describe
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    documented: set[str] = set()
+    for row in readme.splitlines():
+        if row.startswith("| `CHAT_"):
+            documented |= set(re.findall(r"`(CHAT_[A-Z0-9_]+)`", row.split("|")[1]))
+    settings = {name for name, _ in describe()}
+    assert settings - documented == set()
+    assert documented - settings == {"CHAT_JWT_PUBLIC_KEY_FILE"}
