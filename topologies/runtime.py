@@ -136,9 +136,10 @@ def _table(name: str, partitions: int) -> Any:
     )
 
 
-TABLES: dict[str, Any] = {
-    name: _table(name, source.partitions) for name, source in table_sources(settings).items()
+TABLE_PARTITIONS: dict[str, int] = {
+    name: source.partitions for name, source in table_sources(settings).items()
 }
+TABLES: dict[str, Any] = {name: _table(name, n) for name, n in TABLE_PARTITIONS.items()}
 
 
 # --------------------------------------------------------------------------- the batch runner
@@ -288,8 +289,16 @@ def _bundles(topic: str, by_partition: dict[int, list[bytes]]) -> list[OutRecord
 
 
 def output_records(batch: Batch) -> list[OutRecord]:
+    # Keyed records get their partition here, from the cached partitioner, not from aiokafka's
+    # (the same murmur2, uncached).
     out: list[OutRecord] = [
-        (TOPICS[topic].name, key.encode(), value, None) for topic, key, value in batch.records
+        (
+            TOPICS[topic].name,
+            key.encode(),
+            value,
+            records.partition_for(key, TOPICS[topic].partitions),
+        )
+        for topic, key, value in batch.records
     ]
     return out + _bundles("users", batch.user_events) + _bundles("deliver", batch.deliveries)
 
@@ -319,7 +328,7 @@ async def _publish_once(batch: Batch) -> None:
                 changelog_name(settings, table),
                 key.encode(),
                 None if value is None else records.dumps(value),
-                None,
+                records.partition_for(key, TABLE_PARTITIONS[table]),
             )
             for (table, key), value in rows
         ],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -15,21 +16,41 @@ from edge import ratelimit
 from edge.ratelimit import Limit, RateLimiter, Verdict
 
 
+class FakePipeline:
+    def __init__(self, redis: FakeRedis) -> None:
+        self.redis = redis
+        self.queued = 0
+
+    async def __aenter__(self) -> FakePipeline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def execute(self) -> list[Any]:
+        self.redis.pipelines += 1
+        if isinstance(self.redis.result, Exception):
+            raise self.redis.result
+        return [self.redis.result] * self.queued
+
+
 class FakeRedis:
-    """Just enough of a Redis client for RateLimiter: the script is an async callable."""
+    """Just enough of a Redis client for RateLimiter: the script queued on a pipeline."""
 
     def __init__(self) -> None:
         self.result: Any = RedisConnectionError("redis is down")
         self.calls = 0
+        self.pipelines = 0
+
+    def pipeline(self, transaction: bool = True) -> FakePipeline:
+        return FakePipeline(self)
 
     def register_script(self, source: str) -> Any:
         assert "HMGET" in source
 
-        async def script(keys: list[str], args: list[Any]) -> Any:
+        async def script(keys: list[str], args: list[Any], client: FakePipeline) -> None:
             self.calls += 1
-            if isinstance(self.result, Exception):
-                raise self.result
-            return self.result
+            client.queued += 1
 
         return script
 
@@ -191,3 +212,14 @@ async def test_check_falls_back_to_local_buckets_when_redis_is_down() -> None:
     assert not rl.degraded
     fake.result = [0, 1234]
     assert await rl.check(limit, "alice") == Verdict(False, 1234)
+
+
+async def test_checks_that_arrive_together_share_one_pipeline() -> None:
+    fake = FakeRedis()
+    fake.result = [1, 0]
+    rl = RateLimiter(fake)  # type: ignore[arg-type]
+    limit = Limit("msg", 10.0, 20)
+    verdicts = await asyncio.gather(*(rl.check(limit, f"user-{i}") for i in range(50)))
+    assert verdicts == [Verdict(True, 0)] * 50
+    assert fake.calls == 50
+    assert fake.pipelines == 1
