@@ -50,6 +50,16 @@ async def start_extra_edge(app: App, index: int, port: int, slot: int, **env: st
     return spec.name
 
 
+async def connect_unless_refused(app: App, url: str, user: str) -> ChatClient | None:
+    """A session for ``user`` on the edge at ``url``, or None while it refuses with 429 (the user
+    is at the connection limit)."""
+    try:
+        return await ChatClient.connect(url, app.token(user), user)
+    except aiohttp.WSServerHandshakeError as exc:
+        assert exc.status == 429
+        return None
+
+
 async def test_message_rate_limit_refuses_with_retry_after_and_loses_nothing(
     app: App, clients, user_ids
 ) -> None:
@@ -123,16 +133,10 @@ async def test_connections_per_user_are_limited_across_edges(app: App, clients, 
         # Closing one frees a place (once the edge has seen the close).
         await third.close()
 
-        async def reconnect() -> ChatClient | None:
-            try:
-                return await ChatClient.connect(
-                    "http://127.0.0.1:28091", app.token(user_ids.alice), user_ids.alice
-                )
-            except aiohttp.WSServerHandshakeError as exc:
-                assert exc.status == 429
-                return None
-
-        fourth = await eventually(reconnect, timeout=10)
+        fourth = await eventually(
+            lambda: connect_unless_refused(app, "http://127.0.0.1:28091", user_ids.alice),
+            timeout=10,
+        )
         clients.append(fourth)
         assert (await fourth.request({"type": "ping"}))["type"] == "pong"
     finally:
@@ -158,16 +162,11 @@ async def test_sessions_of_a_killed_edge_stop_counting(app: App, clients, user_i
         assert status == 429  # the session on the other edge counts
         app.supervisor.kill(doomed)
 
-        async def connect() -> ChatClient | None:
-            try:
-                return await ChatClient.connect(
-                    "http://127.0.0.1:28093", app.token(user_ids.alice), user_ids.alice
-                )
-            except aiohttp.WSServerHandshakeError as exc:
-                assert exc.status == 429
-                return None
-
-        survivor = await eventually(connect, timeout=30, interval=0.5)
+        survivor = await eventually(
+            lambda: connect_unless_refused(app, "http://127.0.0.1:28093", user_ids.alice),
+            timeout=30,
+            interval=0.5,
+        )
         clients.append(survivor)
         assert (await survivor.request({"type": "ping"}))["type"] == "pong"
     finally:
