@@ -7,6 +7,12 @@ def presence_key(user: str) -> str:
     return f"chat:presence:{user}"
 
 
+def member_of_key(user: str) -> str:
+    """The set of conversation ids the user is in: two users see each other's presence only
+    while their sets intersect (the router writes them, the edges read them)."""
+    return f"chat:member-of:{user}"
+
+
 def edge_alive_key(edge_id: str) -> str:
     return f"chat:edge-alive:{edge_id}"
 

@@ -227,6 +227,26 @@ def typing(cid: str, user: str, at: Origin, state: str) -> TypingCommand:
     return {"op": "typing", "conversation_id": cid, "user": user, "origin": at, "state": state}
 
 
+# --------------------------------------------------------------------------- moderation
+
+ModerationAction = Literal["redact", "flag"]
+ModerationReason = Literal["offensive", "spam", "link_only", "burst", "reported", "moderator"]
+
+
+class ModerationDecision(TypedDict):
+    """A detector's verdict on one message (written by the classifier and spam agents)."""
+
+    op: Literal["moderation.decision"]
+    conversation_id: str
+    seq: int
+    sender: str
+    action: ModerationAction
+    reason: ModerationReason
+    source: str  # the agent that decided: "classifier", "spam"
+    evidence: dict[str, Any]  # small (< 1 KB): score, signature, counts
+    strike: bool  # counts against the sender: repeat offenders are muted, escalating
+
+
 # --------------------------------------------------------------------------- chat.users (edge)
 #
 # The events an edge puts on chat.users, keyed by the user they are about.

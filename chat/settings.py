@@ -139,6 +139,27 @@ class Settings:
     # is split beyond this many bytes.
     bundle_max_bytes: int = 512 * 1024
     dedup_window: int = 256
+    # The detectors behind delivery (docs/moderation.md#classifier, #spam-detection): the
+    # classifier and spam agents. False leaves them out of the workers (a measurement switch).
+    moderation_agents: bool = True
+    # The classifier's probability of offensive language: at or above the first a message is
+    # flagged for a moderator, at or above the second it is redacted and the sender struck.
+    moderation_flag_threshold: float = 0.9
+    moderation_redact_threshold: float = 0.99
+    # A campaign: one text (or a near-duplicate) or one link in at least this many
+    # conversations within the window, at least this many conversations per distinct sender
+    # (people sharing a popular link each send it to a few conversations, a spammer to many).
+    spam_window_s: int = 600
+    spam_min_conversations: int = 10
+    spam_conversations_per_sender: int = 5
+    # Texts shorter than this (after folding case and punctuation) are not compared: "ok",
+    # "thanks!" and "see you" are sent everywhere by everyone.
+    spam_min_text_chars: int = 24
+    # A new account writing to this many conversations within the burst window.
+    spam_burst_conversations: int = 10
+    spam_burst_window_s: int = 60
+    # Messages one signature's row remembers while it is not (yet) a campaign.
+    spam_row_max_entries: int = 200
     # Sink
     sink_group: str = "chat-mongo-sink"
     sink_batch: int = 500
@@ -252,6 +273,27 @@ def _validate(settings: Settings) -> None:
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise SettingsError("CHAT_TLS_CERT and CHAT_TLS_KEY must be set together")
     _validate_kafka_security(settings)
+    _validate_detectors(settings)
+
+
+def _validate_detectors(settings: Settings) -> None:
+    for name in (
+        "spam_window_s",
+        "spam_min_conversations",
+        "spam_conversations_per_sender",
+        "spam_min_text_chars",
+        "spam_burst_conversations",
+        "spam_burst_window_s",
+        "spam_row_max_entries",
+    ):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"CHAT_{name.upper()} must be positive")
+    flag, redact = settings.moderation_flag_threshold, settings.moderation_redact_threshold
+    if not 0 < flag <= redact <= 1:
+        raise SettingsError(
+            "CHAT_MODERATION_FLAG_THRESHOLD and CHAT_MODERATION_REDACT_THRESHOLD must satisfy "
+            f"0 < flag <= redact <= 1 (are {flag} and {redact})"
+        )
 
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

@@ -102,6 +102,28 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             ONE_HOUR,
             bundled=True,
         ),
+        # Media (docs/media.md): upload requests and completions (edges), verdicts (the media
+        # processor) and expiries (the media agent's timer), applied by the media agent; kept
+        # forever, like commands, so that the media table can be rebuilt.
+        spec(
+            "media-commands",
+            conv,
+            "media_id (bundles: partition = hash of it)",
+            "edges (requests, completions, references), media processor, worker timers",
+            "media agent",
+            KEEP_FOREVER,
+            bundled=True,
+        ),
+        # Each media's latest state: the processor verifies and deletes on it, the sink keeps
+        # it in MongoDB, moderation may read it.
+        spec(
+            "media",
+            conv,
+            "media_id",
+            "media agent",
+            "media processor, mongo sink, moderation",
+            COMPACTED,
+        ),
         # Records a worker could never write (too large, refused for good), with the reason:
         # the partition moved on without them, and an operator looks here.
         spec(

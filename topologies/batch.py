@@ -5,7 +5,8 @@ the batch, which sees the rows staged earlier in the same batch, and stages the 
 and the records it produces; it never touches Kafka, Redis or the clock. The runtime
 (``topologies/runtime.py``) then makes the batch durable, in this order:
 
-1. cache writes (Redis hashes that readers must see no later than the events announcing them);
+1. cache writes (Redis hashes and set members that readers must see no later than the events
+   announcing them);
 2. outputs: public records, ``chat.users`` bundles, ``chat.deliver`` bundles, acknowledged;
 3. changed rows, one changelog record per row, acknowledged;
 4. replies that promise durability (``message.ack``, ``ok``).
@@ -49,6 +50,8 @@ class Batch:
     replies: dict[int, list[bytes]] = field(default_factory=dict)
     # Redis hashes to set before the outputs are written: (key, fields).
     cache_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Redis set members to add (True) or remove (False) before the outputs: (key, member, in).
+    set_writes: list[tuple[str, str, bool]] = field(default_factory=list)
 
     def row(self, table: str, key: str) -> Any:
         staged = (table, key)
@@ -81,3 +84,7 @@ class Batch:
 
     def cache(self, key: str, fields: dict[str, Any]) -> None:
         self.cache_writes.append((key, fields))
+
+    def cache_member(self, key: str, member: str, present: bool) -> None:
+        """Add ``member`` to (or remove it from) the Redis set ``key``, before the outputs."""
+        self.set_writes.append((key, member, present))

@@ -57,6 +57,23 @@ event_age_seconds = Histogram(
 )
 
 
+agent_lag_seconds = Gauge(
+    "chat_worker_agent_lag_seconds",
+    "How far behind its input an agent is: the newest event of its last batch (its Kafka"
+    " timestamp) to the moment that batch was durable",
+    ["agent"],
+)
+detector_decisions = Counter(
+    "chat_moderation_detector_decisions_total",
+    "Decisions the detector agents (classifier, spam) sent to the router, which applies them",
+    ["source", "reason", "action"],
+)
+
+
+def observe_lag(agent: str, events: Sequence[Any]) -> None:
+    agent_lag_seconds.labels(agent).set(time.time() - events[-1].message.timestamp)
+
+
 def observe_batch_age(agent: str, events: Sequence[Any]) -> None:
     """How long the batch's first event waited in Kafka before ``agent`` took it."""
     event_age_seconds.labels(agent).observe(time.time() - events[0].message.timestamp)

@@ -43,6 +43,7 @@ from chat.settings import Settings, load_settings
 from chat.topics import TopicSpec, changelog_name, topic_specs
 from topologies import faust_fixes, metrics
 from topologies.batch import Batch, Event
+from topologies.cache import CacheWriter
 from topologies.timers import Timer
 from topologies.topology import AGENTS, AgentSpec
 from topologies.topology import tables as table_sources
@@ -77,6 +78,7 @@ app = faust.App(
     logging_config=json_logging_config("worker", settings.log_level),
 )
 redis_client = connect_redis(settings)
+cache = CacheWriter(redis_client)
 
 TOPICS: dict[str, TopicSpec] = {spec.short: spec for spec in topic_specs(settings)}
 # Input records (bundles) per batch, at most: bounds the memory and the time one batch holds.
@@ -313,7 +315,7 @@ async def _publish_once(batch: Batch) -> None:
     if settings.worker_rebuild:
         outputs: list[OutRecord] = []
     else:
-        await set_cache(batch.cache_writes)
+        await cache.write(batch.cache_writes, batch.set_writes)
         outputs = output_records(batch)
     await _send_all(producer, outputs)
     # A row goes to its changelog as Faust's own write would (raw str key, JSON value, None as
@@ -404,18 +406,6 @@ def _log_failed_reply(future: asyncio.Future[Any]) -> None:
         log.warning("a reply was not delivered: %r", future.exception())
 
 
-async def set_cache(writes: list[tuple[str, dict[str, Any]]]) -> None:
-    if not writes:
-        return
-    try:
-        async with redis_client.pipeline(transaction=False) as pipe:
-            for key, fields in writes:
-                pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
-            await asyncio.wait_for(pipe.execute(), 2.0)
-    except Exception as exc:  # Redis down: look-ups go stale, nothing is lost.
-        log.warning("cache write failed: %s", exc)
-
-
 # --------------------------------------------------------------------------- timers
 
 
@@ -438,7 +428,13 @@ class FaustWorker:
         )
 
     async def set_cache(self, writes: list[tuple[str, dict[str, Any]]]) -> None:
-        await set_cache(writes)
+        await cache.write(writes)
+
+    async def add_to_sets(self, writes: list[tuple[str, str]]) -> None:
+        await cache.write([], [(key, member, True) for key, member in writes])
+
+    async def flush_cache(self) -> None:
+        await cache.flush()
 
 
 WORKER = FaustWorker()

@@ -27,7 +27,7 @@ from tables import (
     sessions,
     typing_state,
 )
-from topologies import activity, router
+from topologies import activity, memberships, router
 from topologies import sessions as sessions_agent
 from topologies.batch import Batch, Event
 from topologies.timers import Timer
@@ -50,7 +50,7 @@ AGENTS: tuple[AgentSpec, ...] = (
         tables=(conversations.TABLE, sequences.TABLE, receipts.TABLE, typing_state.TABLE),
         outputs=("messages", "conversations", "receipts", "users", "deliver"),
         handler=router.route,
-        timers=(Timer(1.0, router.expire_typing),),
+        timers=(Timer(1.0, router.expire_typing), Timer(5.0, memberships.rebuild_cache)),
     ),
     AgentSpec(
         name="sessions",
