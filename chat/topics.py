@@ -93,6 +93,19 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "dashboards, anything new",
             COMPACTED,
         ),
+        # What the spam detector compares across conversations (docs/moderation.md#spam-detection):
+        # one event per signature of a message (a text's MinHash band, a link), keyed by it, so
+        # that every message sharing a signature meets in one row of spam-campaigns. Derived from
+        # chat.messages and only looked at within minutes: a day is plenty.
+        spec(
+            "spam-signals",
+            conv,
+            "signature (bundles: partition = hash of it)",
+            "spam-signals agent, spam-campaigns timer (expiry)",
+            "spam-campaigns agent",
+            ONE_DAY,
+            bundled=True,
+        ),
         spec(
             "deliver",
             settings.deliver_partitions,

@@ -18,12 +18,14 @@ and only repeats the replies.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from chat import records
 from chat.settings import Settings
+from chat.topics import topic_spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class Batch:
     replies: dict[int, list[bytes]] = field(default_factory=dict)
     # Redis hashes to set before the outputs are written: (key, fields).
     cache_writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Other bundled topics (chat.spam-signals): topic -> partition -> entries.
+    bundled: dict[str, dict[int, list[bytes]]] = field(default_factory=dict)
     # Redis set members to add (True) or remove (False) before the outputs: (key, member, in).
     set_writes: list[tuple[str, str, bool]] = field(default_factory=list)
 
@@ -65,6 +69,13 @@ class Batch:
     def emit(self, topic: str, key: str, value: Any) -> None:
         """A record on a public topic (``messages``, ``conversations``, ``receipts``, ...)."""
         self.records.append((topic, key, records.dumps(value)))
+
+    def emit_bundled(self, topic: str, key: str, event: dict[str, Any]) -> None:
+        """An event on a bundled topic other than ``users``, bundled with the batch's others
+        for its partition: one record per partition and batch, not one per event."""
+        partition = records.partition_for(key, _partitions(self.settings, topic))
+        by_partition = self.bundled.setdefault(topic, {})
+        by_partition.setdefault(partition, []).append(records.keyed_event(key, event))
 
     def to_user(self, user: str, event: dict[str, Any]) -> None:
         """An event for the sessions agent, bundled with the batch's others for its partition."""
@@ -88,3 +99,8 @@ class Batch:
     def cache_member(self, key: str, member: str, present: bool) -> None:
         """Add ``member`` to (or remove it from) the Redis set ``key``, before the outputs."""
         self.set_writes.append((key, member, present))
+
+
+@functools.lru_cache(maxsize=64)
+def _partitions(settings: Settings, topic: str) -> int:
+    return topic_spec(settings, topic).partitions

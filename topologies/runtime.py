@@ -45,7 +45,7 @@ from topologies import faust_fixes, metrics
 from topologies.batch import Batch, Event
 from topologies.cache import CacheWriter
 from topologies.timers import Timer
-from topologies.topology import AGENTS, AgentSpec
+from topologies.topology import AgentSpec, running_agents
 from topologies.topology import tables as table_sources
 
 log = logging.getLogger("chat.runtime")
@@ -234,6 +234,7 @@ def register(agent: AgentSpec) -> None:
             agent.handler(batch, events)
             with metrics.batch_publish_seconds.labels(agent.name).time():
                 await publish(batch)
+            metrics.observe_lag(agent.name, batch_events)
             metrics.events_processed.labels(agent.name).inc(len(events))
             metrics.batch_events.labels(agent.name).observe(len(events))
             metrics.batch_records.labels(agent.name).observe(len(batch_events))
@@ -302,6 +303,8 @@ def output_records(batch: Batch) -> list[OutRecord]:
         )
         for topic, key, value in batch.records
     ]
+    for topic, by_partition in batch.bundled.items():
+        out += _bundles(topic, by_partition)
     return out + _bundles("users", batch.user_events) + _bundles("deliver", batch.deliveries)
 
 
@@ -450,5 +453,5 @@ def register_timer(agent: AgentSpec, timer: Timer) -> None:
     app.timer(interval=timer.interval_s)(tick)
 
 
-for _agent in AGENTS:
+for _agent in running_agents(settings):
     register(_agent)

@@ -25,9 +25,10 @@ from tables import (
     receipts,
     sequences,
     sessions,
+    spam_campaigns,
     typing_state,
 )
-from topologies import activity, memberships, router
+from topologies import activity, classifier, memberships, router, spam
 from topologies import sessions as sessions_agent
 from topologies.batch import Batch, Event
 from topologies.timers import Timer
@@ -41,6 +42,9 @@ class AgentSpec:
     outputs: tuple[str, ...]  # topics it writes, without the prefix
     handler: Callable[[Batch, list[Event]], None]
     timers: tuple[Timer, ...] = ()
+    # A boolean setting that leaves the agent out of the workers when false (its topics and
+    # changelogs are still declared, so turning it back on needs no migration).
+    switch: str = ""
 
 
 AGENTS: tuple[AgentSpec, ...] = (
@@ -70,7 +74,39 @@ AGENTS: tuple[AgentSpec, ...] = (
         outputs=("activity",),
         handler=activity.count_activity,
     ),
+    # The detectors behind delivery (docs/moderation.md#classifier, #spam-detection): their
+    # decisions go to the router as commands.
+    AgentSpec(
+        name="classifier",
+        source="messages",
+        tables=(),
+        outputs=("commands",),
+        handler=classifier.classify,
+        switch="moderation_agents",
+    ),
+    AgentSpec(
+        name="spam-signals",
+        source="messages",
+        tables=(),
+        outputs=("spam-signals", "commands"),
+        handler=spam.signal_messages,
+        switch="moderation_agents",
+    ),
+    AgentSpec(
+        name="spam-campaigns",
+        source="spam-signals",
+        tables=(spam_campaigns.TABLE,),
+        outputs=("commands",),
+        handler=spam.find_campaigns,
+        timers=(Timer(30.0, spam.expire_quiet_rows),),
+        switch="moderation_agents",
+    ),
 )
+
+
+def running_agents(settings: Settings) -> tuple[AgentSpec, ...]:
+    """The agents this deployment's workers run: those whose switch is not turned off."""
+    return tuple(agent for agent in AGENTS if not agent.switch or getattr(settings, agent.switch))
 
 
 def tables(settings: Settings) -> dict[str, TopicSpec]:
