@@ -38,12 +38,17 @@ MAX_MUTE_S = 7 * 24 * 3600
 # those is then refused as unknown; the store still shows it hidden until a moderator acts).
 MAX_MODERATED_PER_CONVERSATION = 1000
 
-# A link: a scheme, or www., or a bare domain with a common top-level label and a path or
-# the end of the word. The domain is what the rule compares.
-LINK_RE = re.compile(
-    r"(?:https?://|www\.)([a-z0-9.-]+\.[a-z]{2,})|\b([a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|net|org|io|co|ru|cn|info|xyz|top|biz|app|dev|me|ly|gg|link|click|site|online|shop))\b",
-    re.IGNORECASE,
+# A link is a word holding a dot: with a scheme or www. any domain counts; a bare domain
+# (`cheap.example.com/deal`) only with a top-level label links are commonly written with.
+# Words are split by str.split (C speed); the regex runs only on words with a dot.
+LINK_WORD_RE = re.compile(
+    r"(https?://)?(www\.)?([a-z0-9-]+(?:\.[a-z0-9-]+)*\.([a-z]{2,24}))(?::[0-9]{1,5})?(?:[/?#].*)?"
 )
+COMMON_TLDS = frozenset(
+    "com net org io co ru cn info xyz top biz app dev me ly gg link click site online shop "
+    "uk de fr nl eu us ca au in br jp tv cc ai".split()
+)
+WORD_EDGES = "()<>[]{}\"'`,;!?*"
 
 
 class Sanction(TypedDict):
@@ -81,6 +86,8 @@ class Blocked:
 
 def normalize(text: str) -> str:
     """Case- and accent-insensitive; compatibility forms (fullwidth, ligatures) folded."""
+    if text.isascii():
+        return text.lower()  # most messages: NFKD would change nothing
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
@@ -96,8 +103,38 @@ def terms_pattern(terms: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(r"(?<!\w)(" + "|".join(re.escape(t) for t in alternatives) + r")(?!\w)")
 
 
+_patterns: dict[tuple[int, int, str, str], re.Pattern[str] | None] = {}
+
+
+def _pattern_of(rules: PolicyRules) -> re.Pattern[str] | None:
+    """The compiled terms of a rule set, found by its version: hashing a thousand terms for
+    every message would cost more than the scan."""
+    if not rules["terms"]:
+        return None
+    terms = rules["terms"]
+    key = (rules["version"], len(terms), terms[0], terms[-1])
+    if key not in _patterns:
+        if len(_patterns) >= 64:
+            _patterns.clear()
+        _patterns[key] = terms_pattern(tuple(rules["terms"]))
+    return _patterns[key]
+
+
 def link_domains(body: str) -> list[str]:
-    return [(m.group(1) or m.group(2)).lower().rstrip(".") for m in LINK_RE.finditer(body)]
+    """The domains of the links in a message, lower-case, in order."""
+    if "." not in body:
+        return []  # no link can be written without a dot
+    domains = []
+    for word in body.split():
+        if "." not in word:
+            continue
+        match = LINK_WORD_RE.fullmatch(word.strip(WORD_EDGES).lower())
+        if match is None:
+            continue
+        scheme, www, domain, tld = match.groups()
+        if scheme or www or tld in COMMON_TLDS:
+            domains.append(domain)
+    return domains
 
 
 def domain_blocked(domain: str, blocked: list[str]) -> str | None:
@@ -126,7 +163,7 @@ def check_message(
     if blocked is not None:
         return blocked
     rules = policy["rules"]
-    pattern = terms_pattern(tuple(rules["terms"]))
+    pattern = _pattern_of(rules)
     if pattern is not None:
         match = pattern.search(normalize(body))
         if match is not None:

@@ -355,3 +355,17 @@ def test_the_inbox_keeps_a_placeholder_at_the_hidden_seq() -> None:
     run(tables, sessions.route_users, events)
     held, _, _, _ = inbox.sync_reply(tables[sessions.INBOX]["bob"], None, 100, 10_000)
     assert held == [{**message, "body": "", "redacted": {"reason": "offensive"}}]
+
+
+def test_links_are_found_in_the_ways_people_write_them() -> None:
+    cases = {
+        "see https://x.bad.example/win": ["x.bad.example"],
+        "visit www.shop.example.com now": ["shop.example.com"],
+        "cheap.example.com/deal": ["cheap.example.com"],
+        "(https://a.io)!": ["a.io"],
+        "e.g. this": [],
+        "v1.2 release": [],
+        "3.14": [],
+        "no dot at all": [],
+    }
+    assert {body: moderation.link_domains(body) for body in cases} == cases
