@@ -65,7 +65,7 @@ lint: venv lint-tools
 	CHAT_CACHE_DIR=$(CACHE_DIR) $(PY) -m pytest -q -p no:cacheprovider $(DEPLOY_TESTS)
 
 typecheck: venv
-	$(PY) -m mypy chat edge topologies tables sinks ops
+	$(PY) -m mypy chat edge topologies tables sinks media ops
 
 unit: venv
 	$(PY) -m pytest tests/unit -q

@@ -35,3 +35,17 @@ def connections_key(user: str) -> str:
 
 def ws_ticket_key(ticket_hash: str) -> str:
     return f"chat:ws-ticket:{ticket_hash}"
+
+
+def media_key(media_id: str) -> str:
+    """A media's latest state, written by the media agent (edges resolve attachments here)."""
+    return f"chat:media:{media_id}"
+
+
+def media_refs_key(media_id: str) -> str:
+    """The conversations a media was attached in (field: conversation id, value: seq)."""
+    return f"chat:media-refs:{media_id}"
+
+
+def media_quota_key(user: str, day: int) -> str:
+    return f"chat:media-quota:{user}:{day}"

@@ -13,6 +13,9 @@ import orjson
 # Always used with fullmatch: "$" would also accept a trailing newline.
 USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 GROUP_ID_RE: Final = re.compile(r"grp:[0-9a-f]{32}")
+MEDIA_ID_RE: Final = re.compile(r"m[0-9a-f]{32}")
+# Attachments one message.send may carry at most (CHAT_MEDIA_MAX_ATTACHMENTS may lower it).
+MAX_ATTACHMENTS: Final = 32
 MAX_BODY_CHARS: Final = 4000
 MAX_TITLE_CHARS: Final = 200
 MAX_CLIENT_MSG_ID: Final = 64
@@ -78,6 +81,10 @@ def direct_conversation_id(a: str, b: str) -> str:
     """``dm:<lo>:<hi>`` with the two ids in byte order, so both sides compute the same id."""
     lo, hi = sorted((a, b), key=lambda s: s.encode())
     return f"dm:{lo}:{hi}"
+
+
+def is_media_id(value: object) -> bool:
+    return isinstance(value, str) and MEDIA_ID_RE.fullmatch(value) is not None
 
 
 def is_conversation_id(value: object) -> bool:
@@ -209,11 +216,30 @@ def _v_members(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _v_send(data: dict[str, Any]) -> dict[str, Any]:
+    attachments = _attachments(data)
     return {
         "conversation_id": _conversation_id(data),
         "client_msg_id": _str(data, "client_msg_id", max_len=MAX_CLIENT_MSG_ID),
-        "body": _str(data, "body", max_len=MAX_BODY_CHARS),
+        # A message of attachments alone may have an empty body.
+        "body": _str(data, "body", min_len=0 if attachments else 1, max_len=MAX_BODY_CHARS),
+        "attachments": attachments,
     }
+
+
+def _attachments(data: dict[str, Any]) -> list[str]:
+    """The media ids of ``attachments: [{media_id}]``, in order, each once."""
+    value = data.get("attachments", [])
+    if not isinstance(value, list) or len(value) > MAX_ATTACHMENTS:
+        raise _Invalid(f"attachments must be a list of at most {MAX_ATTACHMENTS} objects")
+    ids: list[str] = []
+    for item in value:
+        media_id = item.get("media_id") if isinstance(item, dict) else None
+        if not isinstance(media_id, str) or not is_media_id(media_id):
+            raise _Invalid('each attachment must be {"media_id": "m<32 hex digits>"}')
+        if media_id in ids:
+            raise _Invalid("an attachment is listed twice")
+        ids.append(media_id)
+    return ids
 
 
 def _v_cursor(data: dict[str, Any]) -> dict[str, Any]:

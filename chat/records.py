@@ -32,6 +32,20 @@ class Origin(TypedDict):
     id: FrameId
 
 
+class Attachment(TypedDict):
+    """A media attached to a message: what recipients need to show it without fetching it
+    (docs/media.md); the bytes are fetched through ``GET /v1/media/{id}``."""
+
+    media_id: str
+    name: str
+    type: str  # sniffed from the bytes by the media processor
+    size: int
+    width: NotRequired[int]  # images
+    height: NotRequired[int]
+    thumbnail: NotRequired[bool]  # a thumbnail is stored (GET /v1/media/{id}?variant=thumb)
+    placeholder: NotRequired[str]  # a blurhash to paint before the thumbnail arrives
+
+
 class Message(TypedDict):
     conversation_id: str
     seq: int
@@ -39,6 +53,7 @@ class Message(TypedDict):
     body: str
     ts: int
     client_msg_id: str
+    attachments: NotRequired[list[Attachment]]
 
 
 def dumps(value: Any) -> bytes:
@@ -158,6 +173,8 @@ class SendCommand(_CommandBase):
     op: Literal["message.send"]
     client_msg_id: str
     body: str
+    # Resolved by the edge (owned by the sender, ready); the router copies them.
+    attachments: NotRequired[list[Attachment]]
 
 
 class CursorCommand(_CommandBase):
@@ -372,3 +389,81 @@ def sync_delivery(session: str, sync: Mapping[str, Any]) -> bytes:
 def deliveries(entries: list[bytes]) -> bytes:
     """A whole ``chat.deliver`` record (tests and tools inject deliveries with it)."""
     return bundle(entries)
+
+
+# --------------------------------------------------------------------------- media
+#
+# ``chat.media-commands`` (key: media id) carries what the media agent applies to its table
+# (docs/media.md): upload requests and completions from the edges, verdicts from the media
+# processor (which does the I/O, so a table rebuild replays verdicts and never re-runs it),
+# references from the router and expiries from the agent's timer.
+
+
+class MediaRequested(TypedDict):
+    op: Literal["media.requested"]
+    media_id: str
+    user: str
+    name: str
+    type: str  # declared by the client; the processor checks the bytes against it
+    size: int  # declared; the presigned policy holds the upload to it
+    expires_at: int  # ms: the upload URL's end; a pending upload expires after it
+
+
+class MediaUploaded(TypedDict):
+    op: Literal["media.uploaded"]
+    media_id: str
+    user: str
+
+
+class MediaVerified(TypedDict):
+    op: Literal["media.verified"]
+    media_id: str
+    type: str
+    size: int
+    width: int  # 0 for files that are not images
+    height: int
+    thumbnail: bool
+    placeholder: str
+
+
+class MediaRejected(TypedDict):
+    op: Literal["media.rejected"]
+    media_id: str
+    reason: str
+
+
+class MediaReferenced(TypedDict):
+    """Sent by the edge that resolved the attachment: a media once attached is never
+    collected as unreferenced."""
+
+    op: Literal["media.referenced"]
+    media_id: str
+    conversation_id: str
+
+
+class MediaExpire(TypedDict):
+    op: Literal["media.expire"]
+    media_id: str
+
+
+MediaCommand = (
+    MediaRequested | MediaUploaded | MediaVerified | MediaRejected | MediaReferenced | MediaExpire
+)
+
+
+class MediaState(TypedDict):
+    """A media's latest state on ``chat.media`` (and in MongoDB's ``media`` collection)."""
+
+    id: str
+    owner: str
+    status: str  # pending, verifying, ready, rejected, expired, deleted
+    name: str
+    type: str
+    size: int
+    width: int
+    height: int
+    thumbnail: bool
+    placeholder: str
+    reason: str  # why it was rejected, expired or deleted
+    created_at: int
+    updated_at: int

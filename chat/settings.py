@@ -160,6 +160,50 @@ class Settings:
     spam_burst_window_s: int = 60
     # Messages one signature's row remembers while it is not (yet) a campaign.
     spam_row_max_entries: int = 200
+    # Media (docs/media.md): bytes go to an S3-compatible object store, never through the edges
+    # or Kafka. The edges and the media processor reach the store at the endpoint; clients
+    # upload to and download from the public endpoint (empty: the same), which the presigned
+    # URLs name and the web client's Content-Security-Policy allows.
+    media_s3_endpoint: str = "http://127.0.0.1:8333"
+    media_s3_public_endpoint: str = ""
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key: str = "chat-dev"
+    media_s3_secret_key: str = "chat-dev-secret-change-me"
+    media_bucket: str = "chat-media"
+    # One upload's largest size: the presigned POST policy's content-length-range carries it
+    # (with the declared size), so the store itself refuses a larger body.
+    media_max_bytes: int = 25 * 1024 * 1024
+    # Types accepted, as sniffed from the bytes by the media processor (the declared type must
+    # match what the bytes are).
+    media_allowed_types: tuple[str, ...] = (
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+    )
+    # An upload not completed this long after its URL was issued expires and is deleted.
+    media_upload_ttl_s: int = 300
+    media_download_ttl_s: int = 300
+    # Decompression bombs: an image whose header declares more pixels than this is rejected
+    # before any pixel is decoded (a 40 Mpx RGBA image decodes to 160 MB).
+    media_max_pixels: int = 40_000_000
+    media_thumbnail_px: int = 320
+    # Bytes one user may request uploads for per UTC day.
+    media_quota_bytes_per_day: int = 1024 * 1024 * 1024
+    media_uploads_per_s: float = 1.0
+    media_uploads_burst: int = 20
+    media_downloads_per_s: float = 20.0
+    media_downloads_burst: int = 100
+    media_max_attachments: int = 10
+    # How long POST /v1/media/{id}/complete waits for the verdict before answering 202.
+    media_complete_wait_s: float = 10.0
+    # Ready media that no message references this long after they became ready are deleted.
+    media_unreferenced_ttl_s: int = 24 * 3600
+    media_processor_group: str = "chat-media-processor"
+    media_processor_concurrency: int = 2
+    media_processor_port: int = 6072
     # Sink
     sink_group: str = "chat-mongo-sink"
     sink_batch: int = 500
@@ -258,6 +302,20 @@ def _validate(settings: Settings) -> None:
         "rest_ip_burst",
         "max_queued_bytes",
         "ws_ticket_ttl_s",
+        "media_max_bytes",
+        "media_upload_ttl_s",
+        "media_download_ttl_s",
+        "media_max_pixels",
+        "media_thumbnail_px",
+        "media_quota_bytes_per_day",
+        "media_uploads_per_s",
+        "media_uploads_burst",
+        "media_downloads_per_s",
+        "media_downloads_burst",
+        "media_max_attachments",
+        "media_complete_wait_s",
+        "media_unreferenced_ttl_s",
+        "media_processor_concurrency",
     ):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"CHAT_{name.upper()} must be positive")

@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import redis.asyncio as aioredis
 
@@ -23,6 +23,9 @@ from edge.kafka_io import KafkaIO, KafkaUnavailable
 from edge.ratelimit import Limit, RateLimiter
 from edge.session import Session
 
+if TYPE_CHECKING:
+    from edge.media import MediaDirectory
+
 log = logging.getLogger("chat.edge.commands")
 
 
@@ -33,6 +36,8 @@ class CommandContext:
     redis: aioredis.Redis
     limiter: RateLimiter
     slot: int
+    # Resolves message.send attachments (None: media are off, as in the in-process tests).
+    media: MediaDirectory | None = None
 
 
 def frame_limit(settings: Settings, frame: ClientFrame) -> tuple[Limit, int]:
@@ -129,11 +134,30 @@ def members_command(
 
 async def on_send(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     f = frame.fields
+    attachments = await resolve_attachments(ctx, session, frame)
     if len(session.pending_sends) < 10_000:
         session.pending_sends.setdefault(f["client_msg_id"], time.monotonic())
     at = origin(ctx, session, frame)
-    await ctx.kafka.send_command(
-        records.send_message(f["conversation_id"], session.user, at, f["client_msg_id"], f["body"])
+    command = records.send_message(
+        f["conversation_id"], session.user, at, f["client_msg_id"], f["body"]
+    )
+    if attachments:
+        command["attachments"] = attachments
+    await ctx.kafka.send_command(command)
+
+
+async def resolve_attachments(
+    ctx: CommandContext, session: Session, frame: ClientFrame
+) -> list[records.Attachment]:
+    """The attachments' metadata (docs/media.md); ``not_found`` unless each is the sender's
+    own and ready."""
+    media_ids = frame.fields.get("attachments") or []
+    if not media_ids:
+        return []
+    if ctx.media is None:
+        raise ProtocolError(protocol.UNAVAILABLE, "media are not available here", frame.id)
+    return await ctx.media.resolve_attachments(
+        session.user, frame.fields["conversation_id"], media_ids, frame.id
     )
 
 

@@ -50,6 +50,7 @@ class KafkaIO:
         self.on_delivery = on_delivery
         self.commands_topic = topic_spec(settings, "commands")
         self.users_topic = topic_spec(settings, "users")
+        self.media_topic = topic_spec(settings, "media-commands")
         self.deliver_topic = settings.topic("deliver")
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._flushes: set[asyncio.Task[None]] = set()
@@ -189,3 +190,7 @@ class KafkaIO:
     async def send_user_event(self, user: str, event: records.EdgeUserEvent) -> None:
         """An event about ``user`` on chat.users."""
         await self._send(self.users_topic, user, event)
+
+    async def send_media_event(self, media_id: str, event: Mapping[str, Any]) -> None:
+        """A command for the media agent on chat.media-commands, keyed by the media."""
+        await self._send(self.media_topic, media_id, event)

@@ -29,6 +29,7 @@ from edge.connection_limit import ConnectionLimit
 from edge.hub import Hub
 from edge.kafka_io import KafkaIO
 from edge.liveness import Liveness
+from edge.media import MediaDirectory
 from edge.proxies import TrustedProxies
 from edge.ratelimit import RateLimiter
 from edge.store import Store
@@ -59,6 +60,9 @@ class EdgeNode:
         self.liveness = Liveness(settings, self.redis, self.edge_id)
         self.hub = Hub(SyncAssembler(self.store).answer)
         self.kafka = KafkaIO(settings, self.hub.deliver)
+        self.media = MediaDirectory(
+            settings, self.redis, self.store, self.kafka, self.verifier, self.limiter
+        )
         self.announcer = Announcer(self.kafka.send_user_event)
         self.slot = -1  # leased in start()
         self.ctx: CommandContext | None = None
@@ -68,9 +72,12 @@ class EdgeNode:
     async def start(self) -> None:
         self.slot = await self.liveness.acquire_slot()
         await self.kafka.start(self.slot)
+        await self.media.start()
         await self.liveness.start()
         self._tasks.add(asyncio.create_task(self._close_sessions_with_expired_tokens()))
-        self.ctx = CommandContext(self.settings, self.kafka, self.redis, self.limiter, self.slot)
+        self.ctx = CommandContext(
+            self.settings, self.kafka, self.redis, self.limiter, self.slot, self.media
+        )
         log.info("edge started", extra={"edge": self.edge_id, "slot": self.slot})
 
     async def drain(self) -> None:
@@ -94,6 +101,7 @@ class EdgeNode:
         await self.announcer.close(timeout_s=5.0)
         await self.kafka.stop()
         await self.liveness.stop()
+        await self.media.close()
         await self.store.close()
         await self.redis.aclose()
 

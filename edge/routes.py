@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chat.settings import Settings
-from edge import client, rest
+from edge import client, media, rest
 from edge.node import NODE, EdgeNode
 from edge.web_security import with_allowed_edges
 
@@ -26,6 +26,7 @@ def add_routes(app: web.Application, node: EdgeNode) -> None:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     rest.add_routes(app, node.store, node.verifier, node.settings, node.limiter, node.tickets)
+    media.add_routes(app, node.media)
     add_web_client(app, node.settings)
 
 

@@ -22,6 +22,7 @@ MESSAGE_FIELDS = {
     "body": 1,
     "ts": 1,
     "client_msg_id": 1,
+    "attachments": 1,  # absent from messages without any
 }
 DEFAULT_PAGE = 50
 DEFAULT_CONVERSATIONS_PAGE = 100

@@ -24,6 +24,7 @@ from ops.supervisor import (
     Supervisor,
     clean_stale,
     edge_spec,
+    media_spec,
     sink_spec,
     worker_spec,
 )
@@ -76,6 +77,7 @@ def main() -> None:
         for i in range(2):
             sup.start(worker_spec(i, env, settings.worker_web_port + i))
         sup.start(sink_spec(env, settings.sink_metrics_port))
+        sup.start(media_spec(env, settings.media_processor_port))
         # Two edges on CHAT_EDGE_PORT and the next port (8080, 8081 by default).
         for i in range(2):
             sup.start(edge_spec(i, env, settings.edge_port + i, i))
@@ -98,7 +100,7 @@ def main() -> None:
             f"  websocket    {entry.replace('http', 'ws')}/v1/ws?access_token=$TOKEN\n"
             f"  metrics      http://127.0.0.1:{settings.edge_port}/metrics  workers "
             f":{settings.worker_web_port} :{settings.worker_web_port + 1}  "
-            f"sink :{settings.sink_metrics_port}\n"
+            f"sink :{settings.sink_metrics_port}  media :{settings.media_processor_port}\n"
             f"  logs         {sup.log_dir}\n"
             "Ctrl-C stops everything.",
             flush=True,

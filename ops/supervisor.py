@@ -247,3 +247,12 @@ def edge_spec(index: int, env: dict[str, str], port: int, slot: int) -> ProcessS
         {**env, "CHAT_EDGE_PORT": str(port), "CHAT_EDGE_SLOT": str(slot)},
         f"http://127.0.0.1:{port}/readyz",
     )
+
+
+def media_spec(env: dict[str, str], port: int) -> ProcessSpec:
+    return ProcessSpec(
+        "media",
+        "media",
+        {**env, "CHAT_MEDIA_PROCESSOR_PORT": str(port)},
+        f"http://127.0.0.1:{port}/readyz",
+    )

@@ -22,7 +22,7 @@ $PY -m ruff format --check .
 echo "== deployment files"
 $PY -m pytest -q -p no:cacheprovider "${DEPLOY_TESTS[@]}"
 echo "== types"
-$PY -m mypy chat edge topologies tables sinks ops
+$PY -m mypy chat edge topologies tables sinks media ops
 echo "== stack"
 $STACK start
 if [ -f web/package.json ]; then

@@ -52,6 +52,7 @@ class BatchOps:
         self.last_seqs: dict[str, int] = {}
         self.conversations: dict[str, dict[str, Any]] = {}
         self.receipts: dict[str, dict[str, Any]] = {}
+        self.media: dict[str, dict[str, Any]] = {}
 
     def add_message(self, message: dict[str, Any]) -> None:
         cid, seq = message["conversation_id"], message["seq"]
@@ -80,6 +81,10 @@ class BatchOps:
             seen["read"] = max(seen["read"], receipt["read"])
             seen["delivered"] = max(seen["delivered"], receipt["delivered"])
 
+    def add_media(self, state: dict[str, Any]) -> None:
+        # chat.media holds each media's latest state, in order per media: the last one wins.
+        self.media[state["id"]] = {k: v for k, v in state.items() if k != "id"}
+
     def by_collection(self) -> list[tuple[str, list[Any]]]:
         """The writes, in the order they must land: messages before the conversations'
         ``last_seq`` (the edge's history cache is keyed by it, so it must never run ahead)."""
@@ -106,6 +111,13 @@ class BatchOps:
             for name, ops in (
                 ("messages", self.messages),
                 ("receipts", receipts),
+                (
+                    "media",
+                    [
+                        UpdateOne({"_id": mid}, {"$set": state}, upsert=True)
+                        for mid, state in self.media.items()
+                    ],
+                ),
                 ("conversations", conversations),
             )
             if ops
@@ -129,6 +141,7 @@ class MongoSink:
             settings.topic("messages"): BatchOps.add_message,
             settings.topic("conversations"): BatchOps.add_conversation,
             settings.topic("receipts"): BatchOps.add_receipt,
+            settings.topic("media"): BatchOps.add_media,
         }
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             settings.mongo_url, serverSelectionTimeoutMS=3000, socketTimeoutMS=30_000
@@ -155,6 +168,7 @@ class MongoSink:
         )
         await self.db.conversations.create_index([("members", ASCENDING)])
         await self.db.receipts.create_index([("conversation_id", ASCENDING)])
+        await self.db.media.create_index([("owner", ASCENDING)])
 
     async def run(self) -> None:
         await self.consumer.start()

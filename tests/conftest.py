@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from chat.settings import Settings, load_settings
 from edge.auth import mint_token
-from ops.supervisor import REPO, Supervisor, edge_spec, sink_spec, worker_spec
+from ops.supervisor import REPO, Supervisor, edge_spec, media_spec, sink_spec, worker_spec
 from ops.topics import ensure_topics
 from tests.client import ChatClient
 
@@ -37,6 +37,9 @@ TEST_ENV = {
     "CHAT_SINK_GROUP": f"{NAMESPACE}-sink",
     "CHAT_MONGO_DB": NAMESPACE,
     "CHAT_SINK_METRICS_PORT": str(26070 + PORT_SHIFT),
+    "CHAT_MEDIA_PROCESSOR_GROUP": f"{NAMESPACE}-media",
+    "CHAT_MEDIA_PROCESSOR_PORT": str(26072 + PORT_SHIFT),
+    "CHAT_MEDIA_BUCKET": f"{NAMESPACE}-media",
     # Generous limits: the suite sends fast on purpose; rate-limit tests set their own.
     "CHAT_MESSAGES_PER_S": "1000",
     "CHAT_MESSAGES_BURST": "2000",
@@ -86,6 +89,7 @@ def app_processes() -> Iterator[App]:
         for i in range(2):
             sup.start(worker_spec(i, {}, WORKER_PORT + i))
         sup.start(sink_spec({}, 26070 + PORT_SHIFT))
+        sup.start(media_spec({}, 26072 + PORT_SHIFT))
         for i, port in enumerate(EDGE_PORTS):
             sup.start(edge_spec(i, {}, port, i))
         sup.wait_ready(timeout=180)

@@ -181,6 +181,9 @@ def handle_send(batch: Batch, command: dict[str, Any], at: int) -> None:
         ts=ts,
         client_msg_id=client_msg_id,
     )
+    if command.get("attachments"):
+        # Resolved and checked by the edge (owned by the sender, ready): copied as they are.
+        message["attachments"] = command["attachments"]
     batch.stage_row(SEQUENCES, cid, new_row)
     batch.emit("messages", cid, message)
     for member in row["members"]:

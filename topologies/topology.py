@@ -28,7 +28,9 @@ from tables import (
     spam_campaigns,
     typing_state,
 )
+from tables import media as media_table
 from topologies import activity, classifier, memberships, router, spam
+from topologies import media as media_agent
 from topologies import sessions as sessions_agent
 from topologies.batch import Batch, Event
 from topologies.timers import Timer
@@ -73,6 +75,14 @@ AGENTS: tuple[AgentSpec, ...] = (
         tables=(activity_table.TABLE,),
         outputs=("activity",),
         handler=activity.count_activity,
+    ),
+    AgentSpec(
+        name="media",
+        source="media-commands",
+        tables=(media_table.TABLE,),
+        outputs=("media",),
+        handler=media_agent.apply_commands,
+        timers=(Timer(1.0, media_agent.expire_media),),
     ),
     # The detectors behind delivery (docs/moderation.md#classifier, #spam-detection): their
     # decisions go to the router as commands.

@@ -4,6 +4,7 @@
     probe.py kafka  [--host H] [--port P] [--timeout S] [--node-id N]
     probe.py redis  [--host H] [--port P] [--timeout S]
     probe.py mongo  [--host H] [--port P] [--timeout S]
+    probe.py s3     [--host H] [--port P] [--timeout S]
     probe.py ...    --wait SECONDS   # retry until ready or SECONDS elapsed
 
 Exit status 0 = ready (one line of detail on stdout), 1 = not ready (reason on stderr).
@@ -14,6 +15,8 @@ kafka: ApiVersions v0 (to learn the supported Metadata range), then a Metadata r
        (non-flexible v4-v8, flexible/compact v9-v12).
 redis: RESP PING -> +PONG (a "-LOADING" reply is "not ready").
 mongo: OP_MSG {ping: 1, $db: "admin"} -> reply document with ok == 1.
+s3:    SeaweedFS: GET /healthz -> 200 from the S3 gateway (--port), and from the volume server
+       and the filer behind it (--port + 2, + 3): the gateway answers before they can store.
 
 Kept free of third-party imports because it runs before any virtualenv exists.
 """
@@ -21,6 +24,7 @@ Kept free of third-party imports because it runs before any virtualenv exists.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import socket
 import struct
@@ -295,12 +299,34 @@ def probe_mongo(host: str, port: int, timeout: float) -> str:
     return f"mongo ready: ping -> {doc}"
 
 
+# --------------------------------------------------------------------------- s3
+
+
+def _http_status(host: str, port: int, path: str, timeout: float) -> int:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def probe_s3(host: str, port: int, timeout: float) -> str:
+    parts = (("s3 gateway", port), ("volume server", port + 2), ("filer", port + 3))
+    for name, p in parts:
+        status = _http_status(host, p, "/healthz", timeout)
+        if status != 200:
+            raise NotReady(f"{name} on :{p} answered {status}")
+    return f"s3 ready: gateway :{port}, volume server :{port + 2}, filer :{port + 3}"
+
+
 # --------------------------------------------------------------------------- main
 
 DEFAULT_PORTS = {
     "kafka": ("CHAT_KAFKA_PORT", 9092),
     "redis": ("CHAT_REDIS_PORT", 6379),
     "mongo": ("CHAT_MONGO_PORT", 27017),
+    "s3": ("CHAT_S3_PORT", 8333),
 }
 
 
@@ -326,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                 msg = probe_kafka(a.host, port, a.timeout, a.node_id)
             elif a.service == "redis":
                 msg = probe_redis(a.host, port, a.timeout)
+            elif a.service == "s3":
+                msg = probe_s3(a.host, port, a.timeout)
             else:
                 msg = probe_mongo(a.host, port, a.timeout)
             if not a.quiet:

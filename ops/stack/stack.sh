@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Local service stack for the chat backend: Kafka 4.x (KRaft), Redis 7, FerretDB (MongoDB wire).
+# Local service stack for the chat backend: Kafka 4.x (KRaft), Redis 7, FerretDB (MongoDB wire),
+# SeaweedFS (the S3-compatible object store for media).
 #
 #   stack.sh install  [svc...]   install what is missing (idempotent; instant when installed)
 #   stack.sh start    [svc...]   start (idempotent) and wait for a protocol-level readiness probe
@@ -14,7 +15,7 @@
 #   stack.sh kafka-run CLASS ARGS...   run a Kafka tool class with the broker classpath, e.g.
 #        stack.sh kafka-run org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 --list
 #
-# Services: kafka, redis, mongo (alias: ferretdb). No names = all.
+# Services: kafka, redis, mongo (alias: ferretdb), s3 (alias: seaweedfs). No names = all.
 #
 # Environment (all optional):
 #   CHAT_DATA_DIR        data dir            (default: <repo>/.data)
@@ -24,6 +25,10 @@
 #                        a local CA; user and CA for clients in <data>/kafka/tls/client.env)
 #   CHAT_REDIS_PORT      6379
 #   CHAT_MONGO_PORT      27017
+#   CHAT_S3_PORT         8333  the S3 gateway; SeaweedFS's master, volume server and filer take the
+#                        next three ports (and each its port + 10000 for gRPC)
+#   CHAT_MEDIA_S3_ACCESS_KEY / CHAT_MEDIA_S3_SECRET_KEY  the one S3 identity (chat/settings.py's
+#                        defaults): with an identity the gateway checks every signature and policy
 #   CHAT_KAFKA_VERSION   4.4.0
 #   CHAT_KAFKA_HEAP_OPTS "-Xms256m -Xmx1g"
 #   CHAT_KAFKA_JAVA_OPTS extra JVM options for the broker (appended)
@@ -63,6 +68,17 @@ FERRETDB_BIN="$CACHE_DIR/bin/ferretdb"
 MJS_VERSION="1.47.0"
 MJS_HOME="$CACHE_DIR/mongo-java-server-$MJS_VERSION"
 
+# SeaweedFS, built from the Go module proxy (its go.mod has replace directives, so `go install
+# module@version` refuses it: the module is downloaded and built from a copy, like FerretDB).
+# The proxy lists no tagged release of this module path, only this pseudo-version (commit
+# 7506e5f91cd6 of 2026-11-09, which reports itself as 4.53). ~6 min cold on 2 cores, then cached.
+SEAWEEDFS_MODULE="github.com/seaweedfs/seaweedfs"
+SEAWEEDFS_VERSION="v0.0.0-20261109003541-7506e5f91cd6"
+SEAWEEDFS_BIN="$CACHE_DIR/bin/weed-${SEAWEEDFS_VERSION##*-}"
+S3_PORT="${CHAT_S3_PORT:-8333}"
+S3_ACCESS_KEY="${CHAT_MEDIA_S3_ACCESS_KEY:-chat-dev}"
+S3_SECRET_KEY="${CHAT_MEDIA_S3_SECRET_KEY:-chat-dev-secret-change-me}"
+
 START_TIMEOUT="${CHAT_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${CHAT_STOP_TIMEOUT:-30}"
 # stdlib-only probe; the system python starts ~3x faster than a pyenv shim
@@ -70,7 +86,7 @@ if [ -n "${CHAT_PYTHON:-}" ]; then PYTHON="$CHAT_PYTHON"
 elif [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3
 else PYTHON=python3; fi
 
-ALL_SERVICES=(kafka redis mongo)
+ALL_SERVICES=(kafka redis mongo s3)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -126,7 +142,8 @@ canon() {
     kafka) echo kafka ;;
     redis) echo redis ;;
     mongo|ferretdb|mongodb) echo mongo ;;
-    *) die "unknown service '$1' (known: kafka redis mongo)" ;;
+    s3|seaweedfs) echo s3 ;;
+    *) die "unknown service '$1' (known: kafka redis mongo s3)" ;;
   esac
 }
 
@@ -146,7 +163,10 @@ parse_services() {
 }
 
 svc_port() {
-  case "$1" in kafka) echo "$KAFKA_PORT" ;; redis) echo "$REDIS_PORT" ;; mongo) echo "$MONGO_PORT" ;; esac
+  case "$1" in
+    kafka) echo "$KAFKA_PORT" ;; redis) echo "$REDIS_PORT" ;; mongo) echo "$MONGO_PORT" ;;
+    s3) echo "$S3_PORT" ;;
+  esac
 }
 svc_pidfile() { echo "$DATA_DIR/pids/$1.pid"; }
 svc_logs() {
@@ -161,6 +181,7 @@ svc_marker() {
     kafka) echo "kafka.Kafka" ;;
     redis) echo "redis-server" ;;
     mongo) if [ "$(mongo_impl_running_or_configured)" = java ]; then echo "KchatMongoServer"; else echo "ferretdb"; fi ;;
+    s3) basename "$SEAWEEDFS_BIN" ;;
   esac
 }
 mongo_impl_running_or_configured() {
@@ -228,7 +249,7 @@ install_lock() {
 }
 
 make_dirs() {
-  mkdir -p "$DATA_DIR"/{kafka,redis,ferretdb,logs,pids}
+  mkdir -p "$DATA_DIR"/{kafka,redis,ferretdb,s3,logs,pids}
   # keep runtime data out of git when the data dir lives inside the clone (like .venv does)
   [ -f "$DATA_DIR/.gitignore" ] || printf '# created by ops/stack/stack.sh\n*\n' >"$DATA_DIR/.gitignore"
 }
@@ -610,6 +631,44 @@ mongo_impl() {
   echo ferretdb
 }
 
+s3_installed() { [ -x "$SEAWEEDFS_BIN" ]; }
+
+install_s3() {
+  s3_installed && return 0
+  install_lock
+  s3_installed && return 0
+  command -v go >/dev/null 2>&1 || die "go is needed to build SeaweedFS (the S3 object store)"
+  local t0 work blog rc=0
+  t0="$(now)"
+  log "building seaweedfs $SEAWEEDFS_VERSION with go (module proxy) into $SEAWEEDFS_BIN (~6 min cold) ..."
+  mkdir -p "$CACHE_DIR/bin"
+  chmod -R u+w "$CACHE_DIR"/seaweedfs-build.* 2>/dev/null || true
+  rm -rf "$CACHE_DIR"/seaweedfs-build.*
+  work="$(mktemp -d "$CACHE_DIR/seaweedfs-build.XXXXXX")"
+  blog="$CACHE_DIR/seaweedfs-build.log"
+  (
+    cd "$work" || exit 1
+    # Module and build caches under ~/.cache, so every clone (and CI's fresh one) reuses them.
+    export GOFLAGS="-buildvcs=false" GO111MODULE=on \
+      GOMODCACHE="${GOMODCACHE:-$HOME/.cache/go-mod}" GOCACHE="${GOCACHE:-$HOME/.cache/go-build}"
+    dir="$(go mod download -json "$SEAWEEDFS_MODULE@$SEAWEEDFS_VERSION" \
+           | "$PYTHON" -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error", "go mod download failed")))')" \
+      || exit 1
+    cp -r "$dir" src && chmod -R u+w src || exit 1
+    cd src || exit 1
+    go build -trimpath -ldflags='-s -w' -o "$work/weed" ./weed || exit 1
+    "$work/weed" version >/dev/null || exit 1
+    mv -f "$work/weed" "$SEAWEEDFS_BIN" || exit 1
+  ) >"$blog" 2>&1 || rc=$?
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$work"
+  if [ "$rc" != 0 ]; then
+    tail -n 30 "$blog" >&2
+    die "seaweedfs build failed (full log: $blog)"
+  fi
+  log "seaweedfs installed in $(since "$t0")"
+}
+
 ensure_python() { ensure_cmd "$PYTHON" python3; }
 
 # install_services SVC...: install what is missing. A FerretDB build (CPU-bound, ~2.5 min cold)
@@ -710,11 +769,27 @@ start_mongo() {
   fi
 }
 
+start_s3() {
+  local dir="$DATA_DIR/s3"
+  mkdir -p "$dir/data"
+  # The one identity: with it the gateway checks every request's signature and every POST
+  # policy (without any, SeaweedFS lets anyone do anything).
+  ( umask 077
+    printf '{"identities":[{"name":"chat","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","List","Tagging","Write"]}]}\n' \
+      "$S3_ACCESS_KEY" "$S3_SECRET_KEY" >"$dir/s3.json" )
+  launch s3 "$SEAWEEDFS_BIN" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$dir/data" \
+    -master.port=$((S3_PORT + 1)) -volume.port=$((S3_PORT + 2)) \
+    -filer -filer.port=$((S3_PORT + 3)) \
+    -s3 -s3.port="$S3_PORT" -s3.config="$dir/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
+    -master.volumeSizeLimitMB=64 -volume.max=0 -volume.preStopSeconds=0
+}
+
 # check_ports SVC: fail early with a clear message if a foreign process holds our port(s)
 check_ports() {
   local p ports
   ports="$(svc_port "$1")"
   [ "$1" = kafka ] && ports="$ports $KAFKA_CONTROLLER_PORT $KAFKA_SASL_PORT"
+  [ "$1" = s3 ] && ports="$ports $((S3_PORT + 1)) $((S3_PORT + 2)) $((S3_PORT + 3))"
   for p in $ports; do
     if port_in_use "$p"; then
       echo "[stack] ERROR: $1: port 127.0.0.1:$p is already in use by another process (not started by this stack.sh with data dir $DATA_DIR). Stop it or change the CHAT_*_PORT variables." >&2
@@ -860,7 +935,7 @@ cmd_wipe() {
   parse_services
   stop_many "${ALL_SERVICES[@]}"
   local d
-  for d in kafka redis ferretdb logs pids; do
+  for d in kafka redis ferretdb s3 logs pids; do
     rm -rf "${DATA_DIR:?}/$d"
   done
   make_dirs
@@ -886,7 +961,7 @@ cmd_kafka_run() {
 }
 
 # smoke: real Kafka round trip with Kafka's own tool classes (create topic, produce, consume,
-# delete) plus the Redis and Mongo protocol probes. Needs the stack running.
+# delete) plus the Redis, Mongo and S3 probes. Needs the stack running.
 cmd_smoke() {
   local bs="127.0.0.1:$KAFKA_PORT" topic="stack-smoke-$$-$RANDOM" n=20 t0 got
   local cp=(java -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KAFKA_CONF_DIR/log4j2-tools.xml" -cp "$KAFKA_LIBS/*")
@@ -902,7 +977,7 @@ cmd_smoke() {
   [ "$got" = "$n" ] || die "kafka round trip: produced $n, consumed $got"
   log "kafka round trip ok: $n messages via topic $topic ($(since "$t0"))"
   local s
-  for s in redis mongo; do
+  for s in redis mongo s3; do
     if svc_pid "$s" >/dev/null; then probe "$s" | sed 's/^/[stack] /'; else warn "$s not running"; fi
   done
 }

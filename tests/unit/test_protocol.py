@@ -242,7 +242,9 @@ def test_unknown_fields_are_ignored() -> None:
         }
     )
     assert frame == ClientFrame(
-        "message.send", 1, {"conversation_id": DM, "client_msg_id": "c", "body": "hi"}
+        "message.send",
+        1,
+        {"conversation_id": DM, "client_msg_id": "c", "body": "hi", "attachments": []},
     )
     frame = decode({"type": "ping", "whatever": None, "users": "x"})
     assert frame.fields == {}
