@@ -166,8 +166,9 @@ async def announce_close(node: EdgeNode, session: Session) -> None:
     events: list[tuple[str, records.EdgeUserEvent]] = [
         (session.user, records.session_close(session.id, node.edge_id))
     ]
-    for watched in session.watching or ():
-        events.append((watched, records.presence_unsubscribe(session.id)))
+    for watched, held in (session.watching or {}).items():
+        if held:  # only visible watches reached the sessions agent
+            events.append((watched, records.presence_unsubscribe(session.id)))
     # Retried through a Kafka blip: the dead-session sweep cannot see this session (the edge
     # is alive), so a dropped record would leave the user online for good.
     await node.announcer.announce(events)

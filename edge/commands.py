@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Literal
 import redis.asyncio as aioredis
 
 from chat import protocol, records
-from chat.keys import presence_key
 from chat.protocol import ClientFrame, ProtocolError
 from chat.settings import Settings
-from edge import metrics
+from edge import metrics, presence
 from edge.kafka_io import KafkaIO, KafkaUnavailable
 from edge.ratelimit import Limit, RateLimiter
 from edge.session import Session
@@ -194,44 +193,6 @@ async def on_sync(ctx: CommandContext, session: Session, frame: ClientFrame) -> 
     )
 
 
-async def on_presence_subscribe(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
-    if session.watching is None:
-        session.watching = set()
-    new = set(frame.fields["users"]) - session.watching
-    limit = ctx.settings.presence_max_watched
-    if len(session.watching) + len(new) > limit:
-        raise ProtocolError(
-            protocol.BAD_REQUEST,
-            f"a session watches at most {limit} users (unsubscribe by reconnecting)",
-            frame.id,
-        )
-    for user in frame.fields["users"]:
-        if user not in session.watching:
-            await ctx.kafka.send_user_event(user, records.presence_subscribe(session.id, ctx.slot))
-            session.watching.add(user)
-    await on_presence_query(ctx, session, frame)
-
-
-async def on_presence_query(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
-    users = frame.fields["users"]
-    try:
-        async with ctx.redis.pipeline(transaction=False) as pipe:
-            for user in users:
-                pipe.hgetall(presence_key(user))
-            states = await pipe.execute()
-    except Exception as exc:
-        log.warning("presence look-up failed: %s", exc)
-        raise ProtocolError(
-            protocol.UNAVAILABLE, "presence is unavailable, retry", frame.id
-        ) from None
-    presence = []
-    for user, state in zip(users, states, strict=True):
-        status = (state.get(b"status") or b"offline").decode()
-        last_seen = int(state.get(b"last_seen") or 0)
-        presence.append({"user": user, "status": status, "last_seen": last_seen})
-    session.send(protocol.ok_frame(frame.id, presence=presence))
-
-
 async def enforce(
     ctx: CommandContext, limit: Limit, subject: str, frame: ClientFrame, cost: int = 1
 ) -> None:
@@ -257,7 +218,7 @@ HANDLERS = {
     "receipt.read": on_read,
     "typing": on_typing,
     "sync": on_sync,
-    "presence.subscribe": on_presence_subscribe,
-    "presence.query": on_presence_query,
+    "presence.subscribe": presence.on_subscribe,
+    "presence.query": presence.on_query,
 }
 assert set(HANDLERS) == protocol.CLIENT_TYPES

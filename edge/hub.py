@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from chat import protocol
 from chat.records import Delivery, SyncAnswer
@@ -20,11 +20,21 @@ from edge.session import Session
 AnswerSync = Callable[[Session, SyncAnswer], None]
 
 
+class PresenceWatches(Protocol):
+    """What the hub hands presence (``edge/presence.py``): the frames that can change or show
+    what a session may see of others."""
+
+    def conversation_changed(self, session: Session, frame: dict[str, Any]) -> None: ...
+
+    def presence_changed(self, session: Session, frame: dict[str, Any]) -> None: ...
+
+
 class Hub:
-    def __init__(self, answer_sync: AnswerSync) -> None:
+    def __init__(self, answer_sync: AnswerSync, watches: PresenceWatches | None = None) -> None:
         self.sessions: dict[str, Session] = {}
         self.sessions_per_user: dict[str, int] = {}
         self._answer_sync = answer_sync
+        self._watches = watches
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -70,8 +80,12 @@ class Hub:
                     continue  # closed meanwhile, or held by the edge that had this slot before
                 if frame_type == "message":
                     session.send_message_encoded(text, frame["conversation_id"], frame["seq"])
+                elif frame_type == "presence" and self._watches is not None:
+                    self._watches.presence_changed(session, frame)
                 else:
                     session.send_encoded(text, frame_type)
+                    if frame_type == "conversation" and self._watches is not None:
+                        self._watches.conversation_changed(session, frame)
                 observe_latency(session, frame)
             return
         for sid in delivery["sessions"]:

@@ -30,6 +30,7 @@ from edge.hub import Hub
 from edge.kafka_io import KafkaIO
 from edge.liveness import Liveness
 from edge.media import MediaDirectory
+from edge.presence import Watches
 from edge.proxies import TrustedProxies
 from edge.ratelimit import RateLimiter
 from edge.store import Store
@@ -58,7 +59,8 @@ class EdgeNode:
             self.redis, settings.connections_per_user, self.edge_id
         )
         self.liveness = Liveness(settings, self.redis, self.edge_id)
-        self.hub = Hub(SyncAssembler(self.store).answer)
+        self.watches = Watches()
+        self.hub = Hub(SyncAssembler(self.store).answer, self.watches)
         self.kafka = KafkaIO(settings, self.hub.deliver)
         self.media = MediaDirectory(
             settings, self.redis, self.store, self.kafka, self.verifier, self.limiter
@@ -78,6 +80,7 @@ class EdgeNode:
         self.ctx = CommandContext(
             self.settings, self.kafka, self.redis, self.limiter, self.slot, self.media
         )
+        self.watches.ctx = self.ctx
         log.info("edge started", extra={"edge": self.edge_id, "slot": self.slot})
 
     async def drain(self) -> None:

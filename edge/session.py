@@ -95,8 +95,9 @@ class Session:
         self.user = user
         self.ws = ws
         self.expires_at = expires_at  # the token's exp (epoch seconds): closed with 4003 then
-        # Users whose presence this session subscribed to; most sessions never do.
-        self.watching: set[str] | None = None
+        # Users whose presence this session subscribed to, and whether each is visible to it
+        # (shares a conversation: edge/presence.py); most sessions never subscribe.
+        self.watching: dict[str, bool] | None = None
         self.invalid_frames = 0
         self.closing = False
         # client_msg_id -> monotonic time the send arrived, for the ack latency histogram.

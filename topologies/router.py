@@ -22,7 +22,7 @@ from chat.records import Message
 from tables import conversations, receipts, sequences, typing_state
 from tables.conversations import ConversationRow, Rejected
 from tables.receipts import Cursors
-from topologies import metrics
+from topologies import memberships, metrics
 from topologies.batch import Batch, Event
 from topologies.timers import Worker
 
@@ -128,8 +128,10 @@ def reply_conversation(batch: Batch, origin: dict[str, Any], row: ConversationRo
 def publish_conversation(
     batch: Batch, row: ConversationRow, event: str, members: list[str], removed: list[str]
 ) -> None:
-    """The new state to the store, and a ``conversation`` event to everyone affected."""
+    """The new state to the store and to the edges' membership sets (presence visibility),
+    and a ``conversation`` event to everyone affected."""
     conversation = conversations.public(row, last_seq_of(batch, row["id"]))
+    memberships.cache(batch, row["id"], row["members"], removed)
     batch.emit("conversations", row["id"], {**conversation, "created_at": row["created_at"]})
     frame = {"type": "conversation", "event": event, "conversation": conversation}
     for member in members:

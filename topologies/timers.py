@@ -32,6 +32,14 @@ class Worker(Protocol):
         """Set Redis hashes; a Redis outage is logged, never raised (caches only)."""
         ...
 
+    async def add_to_sets(self, writes: list[tuple[str, str]]) -> None:
+        """Add members to Redis sets, as (key, member); logged, never raised, like set_cache."""
+        ...
+
+    async def flush_cache(self) -> None:
+        """Write again the batches' set writes Redis did not take (topologies/cache.py)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Timer:

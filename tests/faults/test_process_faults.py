@@ -64,6 +64,7 @@ async def test_kill_an_edge(app: App, clients, user_ids) -> None:
             away = await app.client(user_ids.away, edge=1)
             clients += [watcher, away]
             await synced(away)
+            await create_direct(watcher, away.user)  # presence is shown to contacts only
             await watcher.request({"type": "presence.subscribe", "users": [away.user]})
             await asyncio.sleep(2)
             os.killpg(sup.running["edge-1"].proc.pid, signal.SIGKILL)

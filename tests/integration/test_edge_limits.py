@@ -13,7 +13,13 @@ from chat.records import deliveries, frame_delivery
 from ops.supervisor import edge_spec
 from tests.client import ChatClient
 from tests.integration.conftest import EDGE_PORTS, TEST_ENV, App
-from tests.integration.helpers import UPGRADE_HEADERS, eventually, live_session_of, synced
+from tests.integration.helpers import (
+    UPGRADE_HEADERS,
+    create_direct,
+    eventually,
+    live_session_of,
+    synced,
+)
 
 
 async def test_frame_over_64k_closes_with_1009(app: App, clients, user_ids) -> None:
@@ -69,6 +75,7 @@ async def test_dead_edge_sessions_expire_and_users_go_offline(app: App, clients,
         await asyncio.get_running_loop().run_in_executor(None, sup.wait_ready, [spec.name], 60)
         watcher = await app.client(user_ids.watcher, edge=0)
         clients.append(watcher)
+        await create_direct(watcher, user_ids.doomed)  # presence is shown to contacts only
         await watcher.request({"type": "presence.subscribe", "users": [user_ids.doomed]})
         doomed = await ChatClient.connect(
             f"http://127.0.0.1:{port}", app.token(user_ids.doomed), user_ids.doomed

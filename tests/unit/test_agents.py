@@ -348,3 +348,33 @@ def test_delivered_receipts_in_a_large_group_go_to_the_confirming_user_only() ->
     run(tables, router.route, [cmd("message.send", small, "m0", client_msg_id="c", body="x")])
     shared = run(tables, router.route, [cmd("message.delivered", small, "m5", seq=1)])
     assert len(user_events(shared)) == SETTINGS.delivered_receipts_max_members
+
+
+def test_membership_sets_follow_every_conversation_change() -> None:
+    """The router writes each member's conversation set (presence visibility) as cache writes
+    of the batch, which the runtime makes before the ``conversation`` events go out."""
+    tables = empty_tables()
+    gid = "grp:" + "a" * 32
+    created = run(
+        tables,
+        router.route,
+        [cmd("conversation.create", gid, "alice", kind="group", members=["bob"], title="t")],
+    )
+    assert created.set_writes == [
+        ("chat:member-of:alice", gid, True),
+        ("chat:member-of:bob", gid, True),
+    ]
+    added = run(
+        tables, router.route, [cmd("conversation.add_members", gid, "alice", members=["carol"])]
+    )
+    assert ("chat:member-of:carol", gid, True) in added.set_writes
+    removed = run(
+        tables, router.route, [cmd("conversation.remove_members", gid, "alice", members=["bob"])]
+    )
+    assert ("chat:member-of:bob", gid, False) in removed.set_writes
+    assert ("chat:member-of:bob", gid, True) not in removed.set_writes
+    # Nothing changed, nothing written: removing a non-member.
+    again = run(
+        tables, router.route, [cmd("conversation.remove_members", gid, "alice", members=["bob"])]
+    )
+    assert again.set_writes == []

@@ -33,9 +33,14 @@ const view = (c) => ({ id: c.id, kind: c.kind, title: c.title, members: [...c.me
 const online = (u) => [...sessions].some((s) => s.user === u);
 const toUser = (u, f, except) => { for (const s of sessions) if (s.user === u && s !== except) s.send(f); };
 const toMembers = (c, f, except) => { for (const m of c.members) toUser(m, f, except); };
+// Presence is visible only to users who share a conversation (docs/protocol.md); others get
+// what a user never seen gets. (The real edge also re-checks watches when membership changes.)
+const shares = (a, b) => a === b || [...convs.values()].some((c) => c.members.has(a) && c.members.has(b));
+const presenceOf = (viewer, u) => shares(viewer, u)
+  ? { user: u, status: online(u) ? 'online' : 'offline', last_seen: lastSeen.get(u) ?? 0 }
+  : { user: u, status: 'offline', last_seen: 0 };
 function presenceChanged(user) {
-  const f = { type: 'presence', user, status: online(user) ? 'online' : 'offline', last_seen: lastSeen.get(user) ?? null };
-  for (const s of sessions) if (s.subs.has(user)) s.send(f);
+  for (const s of sessions) if (s.subs.has(user) && shares(s.user, user)) s.send({ type: 'presence', ...presenceOf(s.user, user) });
 }
 function receipt(c, user, kind, seq) {
   const r = c.receipts.get(user) ?? { read: 0, delivered: 0 };
@@ -129,7 +134,7 @@ function handle(s, f) {
     case 'presence.subscribe':
     case 'presence.query': {
       if (f.type === 'presence.subscribe') for (const u of f.users ?? []) s.subs.add(u);
-      return reply({ type: 'ok', presence: (f.users ?? []).map((u) => ({ user: u, status: online(u) ? 'online' : 'offline', last_seen: lastSeen.get(u) ?? null })) });
+      return reply({ type: 'ok', presence: (f.users ?? []).map((u) => presenceOf(s.user, u)) });
     }
     default: return err('unknown_type', String(f.type));
   }
