@@ -32,7 +32,7 @@ export interface Api {
 const RATE_LIMIT_RETRIES = 3;
 const RATE_LIMIT_MAX_WAIT_MS = 10_000;
 
-async function request<T>(base: string, path: string, init: RequestInit): Promise<T> {
+export async function request<T>(base: string, path: string, init: RequestInit): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await requestOnce<T>(base, path, init);
@@ -119,11 +119,11 @@ export function createApi(token: string, base = ''): Api {
   };
 }
 
-/** Dev-mode sign-in: `POST /v1/dev/token`. */
-export async function devToken(user: string, base = ''): Promise<DevTokenResponse> {
+/** Dev-mode sign-in: `POST /v1/dev/token`; `roles: ['moderator']` asks for a moderator's token. */
+export async function devToken(user: string, base = '', roles: string[] = []): Promise<DevTokenResponse> {
   return request<DevTokenResponse>(base, '/v1/dev/token', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-    body: JSON.stringify({ user }),
+    body: JSON.stringify(roles.length ? { user, roles } : { user }),
   });
 }

@@ -4,6 +4,7 @@
  */
 import { ApiError, type Api } from './api';
 import {
+  blockedText,
   CloseCode,
   decodeFrame,
   encodeFrame,
@@ -386,6 +387,12 @@ export class Connection {
         this.scheduleReceipts();
         break;
       }
+      case 'message.redacted':
+        store.dispatch({ type: 'message.redacted', conversation_id: f.conversation_id, seq: f.seq, reason: f.reason });
+        break;
+      case 'message.restored':
+        store.dispatch({ type: 'message.restored', message: { ...f.message, conversation_id: f.conversation_id, seq: f.seq } });
+        break;
       case 'message.ack': {
         const cmid = f.client_msg_id;
         if (f.id !== undefined) this.sendIds.delete(String(f.id));
@@ -733,11 +740,11 @@ export class Connection {
     }, ACK_TIMEOUT_MS);
   }
 
-  private fail(cmid: string, error: string) {
+  private fail(cmid: string, error: string, code?: string) {
     const t = this.sends.get(cmid);
     if (t) this.clearSendTimers(t);
     this.sends.delete(cmid);
-    this.opts.store.dispatch({ type: 'message.failed', client_msg_id: cmid, error });
+    this.opts.store.dispatch({ type: 'message.failed', client_msg_id: cmid, error, ...(code ? { code } : {}) });
   }
 
   private onSendError(cmid: string, f: ErrorFrame) {
@@ -753,7 +760,7 @@ export class Connection {
       }, delay);
       return;
     }
-    this.fail(cmid, describeError(f));
+    this.fail(cmid, describeError(f), f.code);
   }
 
   // ------------------------------------------------------------ conversations
@@ -773,6 +780,13 @@ export class Connection {
   async removeMembers(conversationId: string, members: string[]): Promise<Conversation | null> {
     const ok = await this.request((id) => frames.removeMembers(conversationId, members, id));
     return ok.conversation ?? null;
+  }
+
+  // ------------------------------------------------------------ moderation
+
+  /** Report a message to the moderators; resolves on `ok`, rejects with the `error` frame. */
+  async report(conversationId: string, seq: number, reason: string, note: string): Promise<void> {
+    await this.request((id) => frames.report(conversationId, seq, reason, note, id));
   }
 }
 
@@ -795,6 +809,7 @@ const ERROR_TEXT: Record<string, string> = {
 export function describeError(e: unknown): string {
   if (e && typeof e === 'object' && 'code' in e) {
     const f = e as ErrorFrame;
+    if (f.code === 'blocked') return blockedText(f.reason);
     return f.message ? `${ERROR_TEXT[f.code] ?? f.code}: ${f.message}` : ERROR_TEXT[f.code] ?? f.code;
   }
   return e instanceof Error ? e.message : String(e);

@@ -1,11 +1,17 @@
 /** Browser-side persistence: the signed-in token, unsent messages, and the edge list. */
-import { decodeJwtPayload, isValidUserId, type PendingMessage } from './protocol';
+import { decodeJwtPayload, isValidUserId, MODERATOR_ROLE, rolesOf, type PendingMessage } from './protocol';
 
 export interface Session {
   token: string;
   user: string;
   /** Token expiry (ms since epoch) when the JWT says. */
   expiresAt: number | null;
+  /** The token's `roles` claim: shows the moderator panel; the server enforces it. */
+  roles: string[];
+}
+
+export function isModerator(s: Session): boolean {
+  return s.roles.includes(MODERATOR_ROLE);
 }
 
 const TOKEN_KEY = 'chat.token';
@@ -27,7 +33,7 @@ export function sessionFromToken(token: string): Session | { error: string } {
   if (typeof sub !== 'string' || !isValidUserId(sub)) return { error: 'The token has no valid "sub" claim.' };
   const exp = typeof payload.exp === 'number' ? payload.exp * 1000 : null;
   if (exp !== null && exp < Date.now()) return { error: 'This token has expired.' };
-  return { token: t, user: sub, expiresAt: exp };
+  return { token: t, user: sub, expiresAt: exp, roles: rolesOf(payload) };
 }
 
 export function loadSession(): Session | null {

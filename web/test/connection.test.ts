@@ -304,3 +304,45 @@ describe('connection', () => {
     expect(store.getState().conversations[DM]).toBeUndefined();
   });
 });
+
+describe('moderation over the socket', () => {
+  async function synced() {
+    await started();
+    const ws = latest();
+    ws.open();
+    ws.recv({ type: 'message', conversation_id: DM, seq: 3, sender: 'bob', body: 'rude', ts: 3, client_msg_id: 'k3' });
+    ws.recv({ type: 'sync.done', id: ws.ofType('sync')[0].id, conversations: { [DM]: 3 }, truncated: false });
+    return ws;
+  }
+
+  it('message.redacted hides the shown message; message.restored gives it back', async () => {
+    const ws = await synced();
+    ws.recv({ type: 'message.redacted', conversation_id: DM, seq: 3, reason: 'offensive' });
+    expect(store.getState().messages[DM].at(-1)).toMatchObject({ seq: 3, body: '', redacted: { reason: 'offensive' } });
+    ws.recv({ type: 'message.restored', conversation_id: DM, seq: 3, message: { conversation_id: DM, seq: 3, sender: 'bob', body: 'rude', ts: 3, client_msg_id: 'k3' } });
+    expect(store.getState().messages[DM].at(-1)).toEqual({ conversation_id: DM, seq: 3, sender: 'bob', body: 'rude', ts: 3, client_msg_id: 'k3' });
+  });
+
+  it('a blocked send fails at once with the rule, and is not sent again', async () => {
+    const ws = await synced();
+    const cmid = conn.sendMessage(DM, 'buy spam');
+    const [sent] = ws.ofType('message.send');
+    ws.recv({ type: 'error', id: sent.id, code: 'blocked', reason: 'blocked_term', message: 'refused' });
+    expect(store.getState().pending[cmid]).toMatchObject({ status: 'failed', code: 'blocked', error: 'Blocked by moderation: it contains a word the rules block' });
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(ws.ofType('message.send')).toHaveLength(1);
+  });
+
+  it('report sends message.report and settles on the answer', async () => {
+    const ws = await synced();
+    const ok = conn.report(DM, 3, 'spam', 'again');
+    const [first] = ws.ofType('message.report');
+    expect(first).toEqual({ type: 'message.report', conversation_id: DM, seq: 3, reason: 'spam', note: 'again', id: first.id });
+    ws.recv({ type: 'ok', id: first.id });
+    await expect(ok).resolves.toBeUndefined();
+    const refused = conn.report(DM, 9, 'spam', '');
+    const second = ws.ofType('message.report')[1];
+    ws.recv({ type: 'error', id: second.id, code: 'not_found', message: 'no such message' });
+    await expect(refused).rejects.toMatchObject({ code: 'not_found' });
+  });
+});

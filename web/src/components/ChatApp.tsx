@@ -2,11 +2,13 @@ import { useEffect, useMemo, useState } from 'react';
 import { createApi } from '../api';
 import { Connection } from '../connection';
 import { useChatState, useConnectionStatus, useHashConversation, usePageVisible } from '../hooks';
+import { createModerationApi } from '../moderationApi';
 import { createStore, totalUnread } from '../protocol';
-import { configuredOrigins, loadPending, savePending, type Session } from '../session';
+import { configuredOrigins, isModerator, loadPending, savePending, type Session } from '../session';
 import { clearDrafts } from './Composer';
 import { ConversationList } from './ConversationList';
 import { ConversationView } from './ConversationView';
+import { ModerationPanel } from './ModerationPanel';
 import { NewChat } from './NewChat';
 
 interface Props {
@@ -51,6 +53,9 @@ export function ChatApp({ session, onSignOut }: Props) {
   const [selected, select] = useHashConversation();
   const visible = usePageVisible();
   const [showNew, setShowNew] = useState(false);
+  // Only a token claiming the role gets the panel; the server checks the role on every call.
+  const moderationApi = useMemo(() => (isModerator(session) ? createModerationApi(session.token) : null), [session]);
+  const [showModeration, setShowModeration] = useState(false);
 
   const openConv = selected && state.conversations[selected] ? selected : null;
   useEffect(() => {
@@ -64,7 +69,7 @@ export function ChatApp({ session, onSignOut }: Props) {
 
   const down = status === 'reconnecting';
   return (
-    <div className={`app ${selected ? 'has-selection' : ''}`}>
+    <div className={`app ${selected || showModeration ? 'has-selection' : ''}`}>
       {down && (
         <div className="banner banner-down" role="status" data-testid="banner-disconnected">
           Disconnected — reconnecting…
@@ -98,6 +103,17 @@ export function ChatApp({ session, onSignOut }: Props) {
               >
                 New chat
               </button>
+              {moderationApi && (
+                <button
+                  type="button"
+                  className="small"
+                  data-testid="moderation-toggle"
+                  aria-pressed={showModeration}
+                  onClick={() => setShowModeration((v) => !v)}
+                >
+                  Moderation
+                </button>
+              )}
               <button type="button" className="small" data-testid="signout-button" onClick={() => onSignOut()}>
                 Sign out
               </button>
@@ -114,10 +130,19 @@ export function ChatApp({ session, onSignOut }: Props) {
               onCancel={() => setShowNew(false)}
             />
           )}
-          <ConversationList state={state} selected={openConv} onSelect={select} />
+          <ConversationList
+            state={state}
+            selected={openConv}
+            onSelect={(id) => {
+              setShowModeration(false);
+              select(id);
+            }}
+          />
         </aside>
         <main className="conversation-pane">
-          {openConv ? (
+          {moderationApi && showModeration ? (
+            <ModerationPanel api={moderationApi} onClose={() => setShowModeration(false)} />
+          ) : openConv ? (
             <ConversationView key={openConv} conversationId={openConv} state={state} conn={conn} onBack={() => select(null)} />
           ) : (
             <div className="empty-pane">

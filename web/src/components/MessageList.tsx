@@ -1,8 +1,9 @@
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { describeError, type Connection } from '../connection';
 import { formatTime } from '../format';
-import type { Bubble } from '../protocol';
+import { redactedText, type Bubble } from '../protocol';
 import { STATUS_LABEL, StatusIcon } from './icons';
+import { ReportAction } from './ReportAction';
 
 interface Props {
   conversationId: string;
@@ -117,13 +118,20 @@ function MessageBubble({ b, me, conn }: { b: Bubble; me: string; conn: Connectio
       data-status={b.status}
       data-sender={b.sender}
       data-client-msg-id={b.client_msg_id ?? undefined}
+      data-redacted={b.redacted ? 'true' : undefined}
     >
       <span className="sender" data-testid="message-sender">
         {b.sender === me ? 'You' : b.sender}
       </span>
-      <p className="body" data-testid="message-body">
-        {b.body}
-      </p>
+      {b.redacted ? (
+        <p className="body redacted" data-testid="message-redacted">
+          {redactedText(b.redacted.reason)}
+        </p>
+      ) : (
+        <p className="body" data-testid="message-body">
+          {b.body}
+        </p>
+      )}
       <span className="meta">
         <time dateTime={b.ts ? new Date(b.ts).toISOString() : undefined}>{formatTime(b.ts)}</time>
         {b.mine && (
@@ -132,12 +140,18 @@ function MessageBubble({ b, me, conn }: { b: Bubble; me: string; conn: Connectio
           </span>
         )}
       </span>
+      {!b.mine && b.seq !== null && !b.redacted && (
+        <ReportAction conn={conn} conversationId={b.conversation_id} seq={b.seq} />
+      )}
       {b.status === 'failed' && b.client_msg_id && (
-        <div className="failed-actions" role="alert">
+        <div className="failed-actions" role="alert" data-testid="send-failure" data-code={b.code}>
           <span>Not sent{b.error ? ` — ${b.error}` : ''}.</span>
-          <button type="button" className="link" data-testid="retry-button" onClick={() => conn.retry(b.client_msg_id!)}>
-            Retry
-          </button>
+          {/* The rules would refuse the same text again: only Delete helps. */}
+          {b.code !== 'blocked' && (
+            <button type="button" className="link" data-testid="retry-button" onClick={() => conn.retry(b.client_msg_id!)}>
+              Retry
+            </button>
+          )}
           <button type="button" className="link" data-testid="discard-button" onClick={() => conn.discard(b.client_msg_id!)}>
             Delete
           </button>

@@ -1,10 +1,11 @@
 import { useState, type FormEvent } from 'react';
 import { ApiError, devToken } from '../api';
-import { isValidUserId } from '../protocol';
+import { isValidUserId, MODERATOR_ROLE } from '../protocol';
 import { sessionFromToken, type Session } from '../session';
 
 export function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => void; notice: string | null }) {
   const [user, setUser] = useState('');
+  const [moderator, setModerator] = useState(false);
   const [token, setToken] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -20,7 +21,7 @@ export function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => voi
     setBusy(true);
     setError(null);
     try {
-      const r = await devToken(u);
+      const r = await devToken(u, '', moderator ? [MODERATOR_ROLE] : []);
       const s = sessionFromToken(r.token);
       if ('error' in s) throw new Error(s.error);
       onSignedIn(s);
@@ -76,6 +77,15 @@ export function SignIn({ onSignedIn, notice }: { onSignedIn: (s: Session) => voi
           <p id="signin-hint" className="hint">
             Development sign-in: asks the server for a token for this name.
           </p>
+          <label className="checkbox">
+            <input
+              type="checkbox"
+              data-testid="signin-moderator"
+              checked={moderator}
+              onChange={(e) => setModerator(e.target.checked)}
+            />
+            Sign in as a moderator (development servers only)
+          </label>
           {error && (
             <p id="signin-error" className="error" role="alert" data-testid="signin-error">
               {error}

@@ -27,6 +27,8 @@ export interface Message {
   body: string;
   ts: number;
   client_msg_id: string | null;
+  /** Hidden by moderation: `body` is "" and this says why (docs/moderation.md). */
+  redacted?: { reason: string };
 }
 
 export type ReceiptKind = 'read' | 'delivered';
@@ -43,7 +45,9 @@ export type ErrorCode =
   | 'rate_limited'
   | 'unavailable'
   | 'internal'
-  | 'unauthorized';
+  | 'unauthorized'
+  /** A `message.send` the moderation rules refused; `reason` on the frame says which rule. */
+  | 'blocked';
 
 /** WebSocket close codes the client reacts to. */
 export const CloseCode = {
@@ -109,6 +113,13 @@ export interface PresenceQueryFrame extends WithId {
   type: 'presence.query';
   users: string[];
 }
+export interface MessageReportFrame extends WithId {
+  type: 'message.report';
+  conversation_id: string;
+  seq: number;
+  reason: string;
+  note?: string;
+}
 export interface PingFrame extends WithId {
   type: 'ping';
 }
@@ -128,6 +139,7 @@ export type ClientFrame =
   | SyncFrame
   | PresenceSubscribeFrame
   | PresenceQueryFrame
+  | MessageReportFrame
   | PingFrame
   | PongClientFrame;
 
@@ -135,6 +147,20 @@ export type ClientFrame =
 
 export interface MessageServerFrame extends Message {
   type: 'message';
+}
+/** Moderation hid a message: show its placeholder at that seq. */
+export interface MessageRedactedFrame {
+  type: 'message.redacted';
+  conversation_id: string;
+  seq: number;
+  reason: string;
+}
+/** A moderator gave a hidden message back. */
+export interface MessageRestoredFrame {
+  type: 'message.restored';
+  conversation_id: string;
+  seq: number;
+  message: Message;
 }
 export interface MessageAckFrame {
   type: 'message.ack';
@@ -187,6 +213,8 @@ export interface ErrorFrame {
   code: ErrorCode | string;
   message?: string;
   retry_after_ms?: number;
+  /** With `blocked`: the rule that refused the message (`blocked_term`, `muted`, …). */
+  reason?: string;
 }
 export interface SyncDoneFrame {
   type: 'sync.done';
@@ -206,6 +234,8 @@ export interface PingServerFrame {
 
 export type ServerFrame =
   | MessageServerFrame
+  | MessageRedactedFrame
+  | MessageRestoredFrame
   | MessageAckFrame
   | ReceiptFrame
   | TypingServerFrame
@@ -317,6 +347,17 @@ export const frames = {
     withId({ type: 'presence.subscribe', users: [...users] } as const, id),
   presenceQuery: (users: string[], id?: FrameId): PresenceQueryFrame =>
     withId({ type: 'presence.query', users: [...users] } as const, id),
+  report: (conversationId: string, seq: number, reason: string, note: string, id?: FrameId): MessageReportFrame =>
+    withId(
+      {
+        type: 'message.report',
+        conversation_id: conversationId,
+        seq,
+        reason,
+        ...(note ? { note } : {}),
+      } as MessageReportFrame,
+      id,
+    ),
   ping: (id?: FrameId): PingFrame => withId({ type: 'ping' } as const, id),
   pong: (id?: FrameId): PongClientFrame => withId({ type: 'pong' } as const, id),
 };
@@ -327,6 +368,8 @@ export function encodeFrame(frame: ClientFrame): string {
 
 const SERVER_TYPES = new Set([
   'message',
+  'message.redacted',
+  'message.restored',
   'message.ack',
   'receipt',
   'typing',

@@ -2,3 +2,4 @@
 export * from './frames';
 export * from './state';
 export * from './store';
+export * from './moderation';

@@ -33,6 +33,8 @@ export interface PendingMessage {
   created: number;
   status: 'pending' | 'failed';
   error?: string;
+  /** The error code of the refusal (`blocked`: the moderation rules refused it; retrying is pointless). */
+  code?: string;
 }
 
 export interface ReceiptCursors {
@@ -72,9 +74,11 @@ export type Action =
   | { type: 'history.loaded'; conversation_id: string; messages: Message[]; complete: boolean }
   | { type: 'message.pending'; conversation_id: string; client_msg_id: string; body: string; now: number }
   | { type: 'message.acked'; conversation_id: string; client_msg_id: string; seq: number; ts: number }
-  | { type: 'message.failed'; client_msg_id: string; error: string }
+  | { type: 'message.failed'; client_msg_id: string; error: string; code?: string }
   | { type: 'message.retry'; client_msg_id: string }
   | { type: 'message.discard'; client_msg_id: string }
+  | { type: 'message.redacted'; conversation_id: string; seq: number; reason: string }
+  | { type: 'message.restored'; message: Message }
   | { type: 'pending.restore'; pending: PendingMessage[] }
   | { type: 'receipt'; conversation_id: string; user: string; kind: ReceiptKind; seq: number }
   | {
@@ -219,6 +223,20 @@ function bumpReceipt(
   return { ...receipts, [conv]: { ...perConv, [user]: { ...cur, [kind]: seq } } };
 }
 
+/**
+ * Replace the loaded message at `seq` (a redaction or a restore). A seq not loaded yet changes
+ * nothing: history and sync bring it in its current form when it is loaded.
+ */
+function replaceMessage(state: ChatState, conv: string, seq: number, f: (m: Message) => Message): ChatState {
+  const list = state.messages[conv];
+  if (!list) return state;
+  const i = lowerBound(list, seq);
+  if (i >= list.length || list[i].seq !== seq) return state;
+  const next = list.slice();
+  next[i] = f(list[i]);
+  return { ...state, messages: { ...state.messages, [conv]: next } };
+}
+
 /** Add sequenced messages (live, sync or history) to the state. */
 function receiveMessages(state: ChatState, incoming: Message[]): ChatState {
   if (incoming.length === 0) return state;
@@ -232,6 +250,7 @@ function receiveMessages(state: ChatState, incoming: Message[]): ChatState {
       body: raw.body,
       ts: typeof raw.ts === 'number' ? raw.ts : 0,
       client_msg_id: raw.client_msg_id ?? null,
+      ...(raw.redacted ? { redacted: { reason: String(raw.redacted.reason ?? '') } } : {}),
     };
     const l = byConv.get(m.conversation_id);
     if (l) l.push(m);
@@ -360,7 +379,9 @@ export function reduce(state: ChatState, action: Action): ChatState {
     case 'message.failed': {
       const p = state.pending[action.client_msg_id];
       if (!p) return state;
-      return { ...state, pending: { ...state.pending, [p.client_msg_id]: { ...p, status: 'failed', error: action.error } } };
+      const failed: PendingMessage = { ...p, status: 'failed', error: action.error };
+      if (action.code) failed.code = action.code;
+      return { ...state, pending: { ...state.pending, [p.client_msg_id]: failed } };
     }
 
     case 'message.retry': {
@@ -368,11 +389,34 @@ export function reduce(state: ChatState, action: Action): ChatState {
       if (!p || p.status === 'pending') return state;
       const next: PendingMessage = { ...p, status: 'pending' };
       delete next.error;
+      delete next.code;
       return { ...state, pending: { ...state.pending, [p.client_msg_id]: next } };
     }
 
     case 'message.discard':
       return { ...state, pending: withoutKey(state.pending, action.client_msg_id) };
+
+    case 'message.redacted':
+      // Only the identity of the message stays: the body (and anything it carried) is gone.
+      return replaceMessage(state, action.conversation_id, action.seq, (m) => ({
+        conversation_id: m.conversation_id,
+        seq: m.seq,
+        sender: m.sender,
+        body: '',
+        ts: m.ts,
+        client_msg_id: m.client_msg_id,
+        redacted: { reason: action.reason },
+      }));
+
+    case 'message.restored': {
+      const r = action.message;
+      if (!r || typeof r.conversation_id !== 'string' || !(nonNeg(r.seq) > 0)) return state;
+      return replaceMessage(state, r.conversation_id, r.seq, (m) => {
+        const restored: Message = { ...m, ...r, client_msg_id: r.client_msg_id ?? m.client_msg_id };
+        delete restored.redacted;
+        return restored;
+      });
+    }
 
     case 'pending.restore': {
       const pending = { ...state.pending };
@@ -479,6 +523,10 @@ export interface Bubble {
   /** For my messages: pending/failed/sent/delivered/read; for others' messages: 'sent'. */
   status: BubbleStatus;
   error?: string;
+  /** The error code of a failed send (`blocked`). */
+  code?: string;
+  /** Hidden by moderation: the body is empty; show a placeholder with the reason. */
+  redacted?: { reason: string };
 }
 
 /** The cursors to send with `sync`. */
@@ -570,6 +618,7 @@ export function bubbles(state: ChatState, conversationId: string): Bubble[] {
       client_msg_id: m.client_msg_id,
       mine,
       status: mine ? ackedStatus(state, conversationId, m.seq) : 'sent',
+      ...(m.redacted ? { redacted: m.redacted } : {}),
     });
   }
   const pend = Object.values(state.pending)
@@ -587,6 +636,7 @@ export function bubbles(state: ChatState, conversationId: string): Bubble[] {
       mine: true,
       status: p.status,
       error: p.error,
+      ...(p.code ? { code: p.code } : {}),
     });
   }
   return out;
@@ -618,6 +668,9 @@ export function presenceTargets(state: ChatState): string[] {
   return [...set].sort(compareBytes);
 }
 
+/** What the conversation list shows for a message moderation hid. */
+export const REDACTED_PREVIEW = 'Message removed';
+
 export interface ListItem {
   id: string;
   kind: Conversation['kind'];
@@ -640,7 +693,7 @@ export function conversationList(state: ChatState): ListItem[] {
       kind: conv.kind,
       title: conversationTitle(state, conv),
       peer: directPeer(state, conv),
-      preview: last ? last.body : null,
+      preview: last ? (last.redacted ? REDACTED_PREVIEW : last.body) : null,
       previewSender: last ? last.sender : null,
       unread: unreadCount(state, conv.id),
       activity: Math.max(conv.activity, last?.ts ?? 0),
