@@ -182,8 +182,10 @@ async def recheck(ctx: CommandContext, session: Session, users: list[str]) -> No
     try:
         visible = await visible_to(ctx.redis, session.user, users)
     except Exception as exc:
-        log.warning("presence watches not re-checked: %s", exc)
-        return
+        # Redis away: hidden, since they may be strangers now (a subscribe once Redis answers
+        # again, or a reconnect, shows those still visible).
+        log.warning("presence watches not re-checked, hidden: %s", exc)
+        visible = dict.fromkeys(users, False)
     for user in users:
         if not (session.watching or {}).get(user) or visible[user]:
             continue
