@@ -23,6 +23,7 @@ mkdirSync(OUT, { recursive: true });
 const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
 const ALICE = `alice_${RUN}`;
 const BOB = `bob_${RUN}`;
+const MOD = `mod_${RUN}`;
 const DM = `dm:${[ALICE, BOB].sort().join(':')}`;
 const GROUP_TITLE = `Team ${RUN}`;
 
@@ -73,9 +74,10 @@ const view = (page) => tid(page, 'conversation-view');
 const bubbleWithText = (page, text) =>
   view(page).locator('[data-testid="message-bubble"]', { has: page.locator('[data-testid="message-body"]', { hasText: text }) });
 
-async function signIn(page, origin, user) {
+async function signIn(page, origin, user, { moderator = false } = {}) {
   await page.goto(origin);
   await tid(page, 'signin-user').fill(user);
+  if (moderator) await tid(page, 'signin-moderator').check();
   await tid(page, 'signin-submit').click();
   await tid(page, 'me').filter({ hasText: user }).waitFor({ timeout: T });
 }
@@ -282,6 +284,65 @@ async function main() {
       await tid(a, 'members-panel').locator(`[data-testid="member-item"][data-user="${BOB}"]`).waitFor({ timeout: T });
       await shot(a, '06-group');
     });
+
+    // Moderation (#17): bob reports alice's message, a moderator redacts it from the queue, bob
+    // sees the placeholder live, then the moderator restores it.
+    const REPORTED = 'Are you there?';
+    const NOTE = `note ${RUN}`;
+    let reportedSeq = null;
+    let m = null;
+    const queueItem = () => tid(m, 'queue-item').and(m.locator(`[data-conversation-id="${DM}"][data-seq="${reportedSeq}"]`));
+    await step('bob reports a message of alice\'s; the report is acknowledged', async () => {
+      await convItem(b, DM).click();
+      const bubble = bubbleWithText(b, REPORTED);
+      reportedSeq = await bubble.getAttribute('data-seq');
+      assert(reportedSeq, 'the reported message has a seq');
+      await bubble.getByTestId('report-button').click();
+      await bubble.getByTestId('report-reason-offensive').check();
+      await bubble.getByTestId('report-note').fill(NOTE);
+      await bubble.getByTestId('report-submit').click();
+      await bubble.locator('[data-testid="report-status"][data-outcome="ok"]').waitFor({ timeout: T });
+      await shot(b, '09-reported');
+    });
+
+    await step('a moderator (dev sign-in with the role) sees the report in the open queue, with the original message', async () => {
+      const ctxM = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+      m = await newPage(ctxM, errors, 'moderator');
+      await signIn(m, EDGE_A, MOD, { moderator: true });
+      await tid(m, 'moderation-toggle').click();
+      await tid(m, 'moderation-panel').waitFor({ timeout: T });
+      // The queue has no live feed: the panel refetches it every few seconds.
+      await queueItem().waitFor({ timeout: T });
+      await queueItem().getByTestId('queue-message').filter({ hasText: REPORTED }).waitFor({ timeout: T });
+      const report = queueItem().locator('[data-testid="queue-event"][data-kind="reported"]');
+      const text = await report.textContent();
+      assert(text.includes(BOB) && text.includes('offensive') && text.includes(NOTE), `report shown with reporter, reason and note: ${text}`);
+      await shot(m, '10-moderation-queue');
+    });
+
+    await step('a plain user gets no moderation panel', async () => {
+      assert((await tid(b, 'moderation-toggle').count()) === 0, 'bob has no moderation button');
+    }, { critical: false });
+
+    await step('the moderator redacts it; bob (the recipient) and alice see it as removed', async () => {
+      await queueItem().getByTestId('queue-redact').click();
+      await queueItem().locator('[data-testid="queue-outcome"][data-outcome="ok"]').waitFor({ timeout: T });
+      const hidden = (page) => view(page).locator(`[data-testid="message-bubble"][data-seq="${reportedSeq}"][data-redacted="true"]`);
+      await hidden(b).getByTestId('message-redacted').filter({ hasText: 'removed by moderation' }).waitFor({ timeout: T });
+      assert((await bubbleWithText(b, REPORTED).count()) === 0, 'the body is gone from bob\'s view');
+      await shot(b, '11-redacted');
+      await convItem(a, DM).click();
+      await hidden(a).waitFor({ timeout: T });
+    });
+
+    await step('the moderator restores it from the resolved tab; bob sees it again', async () => {
+      await tid(m, 'queue-tab-resolved').click();
+      await queueItem().getByTestId('queue-restore').click();
+      await queueItem().locator('[data-testid="queue-outcome"][data-outcome="ok"]').waitFor({ timeout: T });
+      await bubbleWithText(b, REPORTED).waitFor({ timeout: T });
+      assert((await bubbleWithText(b, REPORTED).getAttribute('data-redacted')) === null, 'no longer marked redacted');
+      await m.context().close();
+    }, { critical: false });
 
     await step('narrow (375 px) layout shows list and conversation as separate panes', async () => {
       await b.setViewportSize({ width: 375, height: 740 });

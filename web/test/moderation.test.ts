@@ -55,7 +55,7 @@ describe('redacted messages', () => {
   });
 
   it('a redaction drops whatever else the message carried', () => {
-    const withExtra = { ...msg(1), attachments: [{ id: 'x' }] } as Message;
+    const withExtra: Message = { ...msg(1), attachments: [{ media_id: 'mx', name: 'a.png', type: 'image/png', size: 1 }] };
     const s = run(loaded, recv(withExtra), { type: 'message.redacted', conversation_id: DM, seq: 1, reason: 'spam' });
     expect(Object.keys(s.messages[DM][0]).sort()).toEqual(['body', 'client_msg_id', 'conversation_id', 'redacted', 'sender', 'seq', 'ts']);
   });
