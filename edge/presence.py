@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chat.edge.presence")
 
+# Users checked per Redis round trip. A check costs Redis about 0.13 us per conversation of the
+# smaller of the two users' sets (1.3 ms for users in 10,000 conversations each): Redis runs
+# one client's pipeline to its end, so a frame naming 500 such users in one pipeline would hold
+# everyone else's commands for 0.7 s; 50 at a time hold them for at most 70 ms.
+VISIBILITY_BATCH = 50
+
 
 async def on_subscribe(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
     users: list[str] = frame.fields["users"]
@@ -75,12 +81,12 @@ async def visible_to(redis: aioredis.Redis, viewer: str, users: list[str]) -> di
     them, and themselves."""
     others = sorted({u for u in users if u != viewer})
     shared: list[int] = []
-    if others:
+    for start in range(0, len(others), VISIBILITY_BATCH):
         async with redis.pipeline(transaction=False) as pipe:
-            for user in others:
+            for user in others[start : start + VISIBILITY_BATCH]:
                 # LIMIT 1: one shared conversation is enough, stop looking there.
                 pipe.sintercard(2, [member_of_key(viewer), member_of_key(user)], limit=1)
-            shared = await pipe.execute()
+            shared += await pipe.execute()
     visible = {user: count > 0 for user, count in zip(others, shared, strict=True)}
     visible[viewer] = True
     return visible
