@@ -325,10 +325,12 @@ async function main() {
     }, { critical: false });
 
     await step('the moderator redacts it; bob (the recipient) and alice see it as removed', async () => {
+      // The reason starts as the report's: members see it on the placeholder.
+      assert((await queueItem().getByTestId('queue-reason').inputValue()) === 'offensive', 'reason prefilled from the report');
       await queueItem().getByTestId('queue-redact').click();
       await queueItem().locator('[data-testid="queue-outcome"][data-outcome="ok"]').waitFor({ timeout: T });
       const hidden = (page) => view(page).locator(`[data-testid="message-bubble"][data-seq="${reportedSeq}"][data-redacted="true"]`);
-      await hidden(b).getByTestId('message-redacted').filter({ hasText: 'removed by moderation' }).waitFor({ timeout: T });
+      await hidden(b).getByTestId('message-redacted').filter({ hasText: 'removed by moderation (offensive)' }).waitFor({ timeout: T });
       assert((await bubbleWithText(b, REPORTED).count()) === 0, 'the body is gone from bob\'s view');
       await shot(b, '11-redacted');
       await convItem(a, DM).click();
@@ -341,7 +343,41 @@ async function main() {
       await queueItem().locator('[data-testid="queue-outcome"][data-outcome="ok"]').waitFor({ timeout: T });
       await bubbleWithText(b, REPORTED).waitFor({ timeout: T });
       assert((await bubbleWithText(b, REPORTED).getAttribute('data-redacted')) === null, 'no longer marked redacted');
-      await m.context().close();
+    }, { critical: false });
+
+    await step('a message the rules block shows on alice\'s side as not sent, with the rule; bob never gets it', async () => {
+      const term = `zorp${RUN}`;
+      // The moderator's token is in its page; the rules are the deployment's, so put them back after.
+      const policy = (method, body) =>
+        m.evaluate(
+          async ([method, body]) => {
+            const r = await fetch('/v1/moderation/policy', {
+              method,
+              headers: { Authorization: `Bearer ${localStorage.getItem('chat.token')}`, 'Content-Type': 'application/json' },
+              body: body ? JSON.stringify(body) : undefined,
+            });
+            if (!r.ok) throw new Error(`${method} policy: HTTP ${r.status}`);
+            return r.json();
+          },
+          [method, body],
+        );
+      const { rules } = await policy('GET');
+      const asPut = (terms) => ({ terms, domains: rules.domains, new_account_hours: rules.new_account_s / 3600 });
+      await policy('PUT', asPut([...rules.terms, term]));
+      try {
+        await send(a, `hello ${term}`);
+        const failure = bubbleWithText(a, `hello ${term}`).locator('[data-testid="send-failure"][data-code="blocked"]');
+        await failure.filter({ hasText: 'Not sent' }).filter({ hasText: 'word the rules block' }).waitFor({ timeout: T });
+        assert((await bubbleWithText(a, `hello ${term}`).getByTestId('retry-button').count()) === 0, 'no Retry for a blocked message');
+        await shot(a, '12-blocked');
+        // Delivery is in order: once the next message is at bob's, the blocked one would be too.
+        await send(a, 'after the blocked one');
+        await bubbleWithText(b, 'after the blocked one').waitFor({ timeout: T });
+        assert((await bubbleWithText(b, term).count()) === 0, 'bob never got the blocked message');
+      } finally {
+        await policy('PUT', asPut(rules.terms));
+        await m.context().close();
+      }
     }, { critical: false });
 
     await step('narrow (375 px) layout shows list and conversation as separate panes', async () => {

@@ -15,6 +15,7 @@ import {
   REDACTED_PREVIEW,
   reportError,
   rolesOf,
+  suggestedReason,
   type Action,
   type ChatState,
   type Conversation,
@@ -181,6 +182,14 @@ describe('the moderators queue', () => {
       'flagged by classifier “offensive” (score: 0.97)',
     ]);
     expect(describeEvent({ kind: 'redacted', reason: '', source: 'moderator', by: 'mod', evidence: {}, at: 1 })).toBe('redacted by mod');
+  });
+
+  it('suggests the latest flag or report reason for an action, never a moderator\'s', () => {
+    const [item] = parseQueue({ queue: [ENTRY] });
+    expect(suggestedReason(item)).toBe('offensive');
+    const acted = { ...item, entries: [...item.entries, { kind: 'restored', reason: 'fine', source: 'moderator', by: 'm', evidence: {}, at: 30 }] };
+    expect(suggestedReason(acted)).toBe('offensive');
+    expect(suggestedReason({ ...item, entries: [] })).toBe('');
   });
 
   const items: QueueItem[] = parseQueue({ queue: [ENTRY] });

@@ -77,8 +77,8 @@ export function ModerationPanel({ api, onClose }: Props) {
     }
   };
 
-  const onMessageAction = (item: QueueItem, action: MessageAction) =>
-    act(itemKey(item), action, () => api.message(item.conversation_id, item.seq, action));
+  const onMessageAction = (item: QueueItem, action: MessageAction, reason: string) =>
+    act(itemKey(item), action, () => api.message(item.conversation_id, item.seq, action, reason));
   const onUserAction = (user: string, action: UserAction, minutes?: number) =>
     act(userKey(user), action, () => api.user(user, action, minutes));
 
@@ -119,7 +119,7 @@ export function ModerationPanel({ api, onClose }: Props) {
             item={item}
             busy={state.busy}
             outcome={state.outcome}
-            onMessageAction={(action) => void onMessageAction(item, action)}
+            onMessageAction={(action, reason) => void onMessageAction(item, action, reason)}
             onUserAction={(user, action, minutes) => void onUserAction(user, action, minutes)}
           />
         ))}

@@ -3,6 +3,8 @@ import { formatTime } from '../format';
 import {
   describeEvent,
   itemKey,
+  MAX_ACTION_REASON,
+  suggestedReason,
   userKey,
   type MessageAction,
   type ModerationState,
@@ -14,7 +16,7 @@ interface Props {
   item: QueueItem;
   busy: ModerationState['busy'];
   outcome: ModerationState['outcome'];
-  onMessageAction: (action: MessageAction) => void;
+  onMessageAction: (action: MessageAction, reason: string) => void;
   onUserAction: (user: string, action: UserAction, minutes?: number) => void;
 }
 
@@ -30,8 +32,11 @@ const MAX_MINUTES = 7 * 24 * 60;
 
 /** One queued message: the original, every flag and report on it, and what a moderator can do. */
 export function QueueItemCard({ item, busy, outcome, onMessageAction, onUserAction }: Props) {
+  const id = useId();
   const key = itemKey(item);
   const result = outcome[key];
+  // Members see the reason on the placeholder: start from what the flag or report said.
+  const [reason, setReason] = useState(() => suggestedReason(item));
   return (
     <li
       className="queue-item"
@@ -60,6 +65,18 @@ export function QueueItemCard({ item, busy, outcome, onMessageAction, onUserActi
         ))}
       </ul>
       <div className="row" role="group" aria-label="Message actions">
+        <label htmlFor={`${id}-reason`} className="sr-only">
+          Reason
+        </label>
+        <input
+          id={`${id}-reason`}
+          className="queue-reason"
+          data-testid="queue-reason"
+          placeholder="Reason (shown to members)"
+          maxLength={MAX_ACTION_REASON}
+          value={reason}
+          onChange={(e) => setReason(e.target.value)}
+        />
         {MESSAGE_ACTIONS.map(({ action, label, className }) => (
           <button
             key={action}
@@ -67,7 +84,7 @@ export function QueueItemCard({ item, busy, outcome, onMessageAction, onUserActi
             className={`small ${className}`}
             data-testid={`queue-${action}`}
             disabled={busy[key] !== undefined}
-            onClick={() => onMessageAction(action)}
+            onClick={() => onMessageAction(action, reason.trim())}
           >
             {busy[key] === action ? `${label}…` : label}
           </button>

@@ -11,6 +11,8 @@ export const MODERATOR_ROLE = 'moderator';
 /** `message.report` limits (the server's MAX_REPORT_REASON / MAX_REPORT_NOTE). */
 export const MAX_REPORT_REASON = 64;
 export const MAX_REPORT_NOTE = 1000;
+/** A moderator action's `reason` (the API's MAX_REASON). */
+export const MAX_ACTION_REASON = 200;
 
 /** The reasons a member picks from when reporting; `value` is what the server stores. */
 export const REPORT_REASONS = [
@@ -132,6 +134,15 @@ export function describeEvent(e: QueueEvent): string {
     .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(', ');
   return [who, e.reason && `“${e.reason}”`, evidence && `(${evidence})`].filter(Boolean).join(' ');
+}
+
+/** The reason a moderator's action starts from: the latest flag's or report's (they may change it). */
+export function suggestedReason(item: QueueItem): string {
+  for (let i = item.entries.length - 1; i >= 0; i--) {
+    const e = item.entries[i];
+    if (e.source !== 'moderator' && e.reason) return e.reason;
+  }
+  return '';
 }
 
 /** What the moderator panel shows: one queue tab, and the outcome of each action taken from it. */
