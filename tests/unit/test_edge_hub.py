@@ -11,6 +11,7 @@ import pytest
 from chat import records
 from chat.records import SyncAnswer
 from edge.hub import Hub
+from edge.presence import Watches
 from edge.session import Session
 
 
@@ -99,3 +100,27 @@ def test_the_hub_counts_sessions_per_user() -> None:
 def test_a_delivery_is_a_frame_or_a_sync(bad: object) -> None:
     with pytest.raises(ValueError):
         records.decode_delivery(bad)
+
+
+def presence(user: str, status: str) -> dict[str, Any]:
+    return {"type": "presence", "user": user, "status": status, "last_seen": 1}
+
+
+async def test_presence_frames_are_written_only_while_their_user_is_visible() -> None:
+    """The workers may still send a watch's presence after the edge hid it (its unsubscribe is
+    on the way): the edge writes a presence frame only if its user is visible to the session
+    when the frame is written, not when it was queued."""
+    hub = Hub(lambda s, sync: None, Watches())
+    alice, ws = session("s1", "alice")
+    hub.add(alice)
+    alice.watching = {"bob": True, "carol": False}
+    for user in ("bob", "carol", "dave"):
+        hub.deliver(
+            records.decode_delivery({"sessions": ["s1"], "frame": presence(user, "online")})
+        )
+    await settle()
+    assert ws.sent == [presence("bob", "online")]
+    hub.deliver(records.decode_delivery({"sessions": ["s1"], "frame": presence("bob", "offline")}))
+    alice.watching["bob"] = False  # hidden after the frame was queued, before it is written
+    await settle()
+    assert ws.sent == [presence("bob", "online")]
