@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useReducer, useRef } from 'react';
 import { describeError } from '../connection';
+import { usePageVisible } from '../hooks';
 import type { ModerationApi } from '../moderationApi';
 import {
   initialModeration,
@@ -19,7 +20,7 @@ interface Props {
   onClose: () => void;
 }
 
-/** The queue has no live feed: while the panel is open it is fetched again this often. */
+/** The queue has no live feed: while the panel is open and the page visible, it is fetched again this often. */
 export const QUEUE_REFRESH_MS = 5_000;
 
 const TAB_LABEL: Record<QueueStatus, string> = {
@@ -59,11 +60,13 @@ export function ModerationPanel({ api, onClose }: Props) {
     [api],
   );
 
+  const visible = usePageVisible();
   useEffect(() => {
+    if (!visible) return;
     void load(state.status);
     const timer = setInterval(() => void load(state.status), QUEUE_REFRESH_MS);
     return () => clearInterval(timer);
-  }, [load, state.status]);
+  }, [load, state.status, visible]);
 
   /** Run one action; the queue reflects it once the sink has written it, so reload after. */
   const act = async (key: string, action: MessageAction | UserAction, run: () => Promise<string>) => {

@@ -58,7 +58,6 @@ export function ReportAction({ conn, conversationId, seq }: Props) {
         type="button"
         className="link report-toggle"
         data-testid="report-button"
-        aria-expanded={false}
         onClick={() => {
           setOpen(true);
           setOutcome(null);
@@ -80,6 +79,7 @@ export function ReportAction({ conn, conversationId, seq }: Props) {
               value={r.value}
               data-testid={`report-reason-${r.value}`}
               checked={reason === r.value}
+              autoFocus={reason === r.value}
               onChange={() => setReason(r.value)}
             />
             {r.label}
