@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import html
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from chat.settings import Settings
+from media.store import public_endpoint
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HSTS = "max-age=31536000; includeSubDomains"
@@ -28,13 +30,21 @@ def websocket_forms(origin: str) -> list[str]:
     return [origin, f"{'wss' if scheme == 'https' else 'ws'}://{rest}"]
 
 
+def store_origin(settings: Settings) -> str:
+    """The object store's origin as clients reach it: uploads go there, images come from it."""
+    parts = urlsplit(public_endpoint(settings))
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def content_security_policy(settings: Settings) -> str:
+    store = store_origin(settings)
     connect = ["'self'"] + [form for o in settings.web_edges for form in websocket_forms(o)]
     return "; ".join(
         [
             "default-src 'self'",
-            "img-src 'self' data:",
-            f"connect-src {' '.join(connect)}",
+            # blob: previews a picture before it is uploaded.
+            f"img-src 'self' data: blob: {store}",
+            f"connect-src {' '.join([*connect, store])}",
             "frame-ancestors 'none'",
             "base-uri 'none'",
             "form-action 'self'",

@@ -72,7 +72,11 @@ def test_csp_limits_connect_src_to_the_edges() -> None:
     settings = load_settings({"CHAT_WEB_EDGES": "https://a.example:8443, http://[::1]:8080"})
     csp = content_security_policy(settings)
     assert "connect-src 'self' https://a.example:8443 wss://a.example:8443 " in csp
-    assert "http://[::1]:8080 ws://[::1]:8080;" in csp
+    # The object store, where the web client uploads to and shows images from (docs/media.md).
+    assert "http://[::1]:8080 ws://[::1]:8080 http://127.0.0.1:8333;" in csp
+    assert "img-src 'self' data: blob: http://127.0.0.1:8333;" in csp
+    public = load_settings({"CHAT_MEDIA_S3_PUBLIC_ENDPOINT": "https://media.example/chat"})
+    assert "connect-src 'self' https://media.example;" in content_security_policy(public)
     assert "frame-ancestors 'none'" in csp
     headers = security_headers(settings)
     assert headers["X-Content-Type-Options"] == "nosniff"

@@ -10,6 +10,7 @@
  * Screenshots go to <repo>/test-results/.
  */
 import { mkdirSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -93,6 +94,41 @@ async function send(page, text) {
 async function waitStatus(page, text, statuses) {
   const sel = statuses.map((s) => `[data-status="${s}"]`).join(', ');
   await bubbleWithText(page, text).and(page.locator(sel)).first().waitFor({ timeout: T });
+}
+
+/** A PNG of noise (incompressible: about 3 bytes a pixel), so that its upload takes long
+ * enough for progress events; built here with zlib, no image library. */
+function noisePng(width, height) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const raw = Buffer.alloc((1 + 3 * width) * height);
+  for (let i = 0; i < raw.length; i++) raw[i] = i % (1 + 3 * width) === 0 ? 0 : (Math.random() * 256) | 0;
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw, { level: 0 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 async function bodies(page) {
@@ -215,6 +251,49 @@ async function main() {
       await waitStatus(b, 'Hi alice', ['read']);
     });
 
+    await step('alice attaches a picture: the upload shows its progress, then the message is sent', async () => {
+      const picture = noisePng(1000, 800);
+      // Every value the progress bar takes, recorded in the page (a fast upload shows it briefly).
+      await a.evaluate(() => {
+        window.__progress = [];
+        new MutationObserver(() => {
+          const bar = document.querySelector('[data-testid="upload-progress"]');
+          if (bar) window.__progress.push(Number(bar.value));
+        }).observe(document.body, { subtree: true, childList: true, attributes: true });
+      });
+      await tid(a, 'attach-input').setInputFiles({ name: 'noise.png', mimeType: 'image/png', buffer: picture });
+      await tid(a, 'upload').and(a.locator('[data-state="ready"]')).waitFor({ timeout: T + 15_000 });
+      const seen = await a.evaluate(() => window.__progress);
+      assert(seen.length > 0, 'the progress bar was shown while uploading');
+      await tid(a, 'composer').fill('Look at this');
+      await tid(a, 'composer').press('Enter');
+      await waitStatus(a, 'Look at this', ['sent', 'delivered', 'read']);
+      await bubbleWithText(a, 'Look at this').locator('[data-testid="thumbnail"]').waitFor({ timeout: T });
+    });
+
+    await step('bob sees the thumbnail (its placeholder first) and opens the full image', async () => {
+      const bubble = bubbleWithText(b, 'Look at this');
+      const thumb = bubble.locator('[data-testid="thumbnail-img"]');
+      await thumb.waitFor({ timeout: T });
+      await b.waitForFunction(
+        (el) => el.complete && el.naturalWidth > 0,
+        await thumb.elementHandle(),
+        { timeout: T },
+      );
+      const natural = await thumb.evaluate((el) => [el.naturalWidth, el.naturalHeight]);
+      assert(natural[0] === 320 && natural[1] === 256, `a 320 px thumbnail (got ${natural})`);
+      await shot(b, '05a-picture');
+      await bubble.locator('[data-testid="thumbnail"]').click();
+      const full = tid(b, 'media-full');
+      await full.waitFor({ timeout: T });
+      await b.waitForFunction((el) => el.complete && el.naturalWidth > 0, await full.elementHandle(), { timeout: T });
+      const size = await full.evaluate((el) => [el.naturalWidth, el.naturalHeight]);
+      assert(size[0] === 1000 && size[1] === 800, `the full image is 1000x800 (got ${size})`);
+      await shot(b, '05b-full-image');
+      await full.click();
+      await full.waitFor({ state: 'detached', timeout: T });
+    });
+
     await step('alice sees the "Disconnected — reconnecting…" banner while offline, and recovers', async () => {
       await ctxA.setOffline(true);
       await tid(a, 'banner-disconnected').waitFor({ timeout: T });
@@ -253,7 +332,7 @@ async function main() {
         .map(Number);
       assert(new Set(seqs).size === seqs.length, `no duplicate seqs: ${seqs}`);
       assert(seqs.every((s, i) => i === 0 || s === seqs[i - 1] + 1), `contiguous ascending seqs: ${seqs}`);
-      assert(seqs.length === 6 && seqs[0] === 1, `seqs 1..6: ${seqs}`);
+      assert(seqs.length === 7 && seqs[0] === 1, `seqs 1..7: ${seqs}`); // 3 texts, a picture, 3 offline
     });
 
     await step('alice sees bob online again and her offline messages read', async () => {

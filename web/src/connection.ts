@@ -16,6 +16,7 @@ import {
   presenceTargets,
   syncCursors,
   TYPING_REFRESH_MS,
+  type Attachment,
   type ClientFrame,
   type Conversation,
   type ErrorFrame,
@@ -134,6 +135,11 @@ export class Connection {
   private readonly listeners = new Set<() => void>();
   private unsubscribeStore: (() => void) | null = null;
   private readonly origins: string[];
+
+  /** The bearer token, for the REST calls of media uploads and downloads (docs/media.md). */
+  get token(): string {
+    return this.opts.token;
+  }
 
   constructor(private readonly opts: ConnectionOptions) {
     this.origins = opts.origins && opts.origins.length ? opts.origins : [globalThis.location?.origin ?? ''];
@@ -686,10 +692,17 @@ export class Connection {
   // ------------------------------------------------------------ sending
 
   /** Queue a message optimistically and send it; returns its client_msg_id. */
-  sendMessage(conversationId: string, body: string): string {
+  sendMessage(conversationId: string, body: string, attachments?: Attachment[]): string {
     const cmid = newClientMsgId();
     const store = this.opts.store;
-    store.dispatch({ type: 'message.pending', conversation_id: conversationId, client_msg_id: cmid, body, now: store.now() });
+    store.dispatch({
+      type: 'message.pending',
+      conversation_id: conversationId,
+      client_msg_id: cmid,
+      body,
+      now: store.now(),
+      ...(attachments?.length ? { attachments } : {}),
+    });
     this.stopTyping(conversationId);
     this.transmit(cmid, true);
     return cmid;
@@ -727,7 +740,7 @@ export class Connection {
     this.clearSendTimers(t);
     if (!this.wsOpened) return;
     const id = this.allocId('m');
-    if (!this.send(frames.send(p.conversation_id, cmid, p.body, id))) return;
+    if (!this.send(frames.send(p.conversation_id, cmid, p.body, id, p.attachments))) return;
     this.sendIds.set(id, cmid);
     t.attempts++;
     const track = t;

@@ -1,6 +1,17 @@
 import { useEffect, useRef, useState, type KeyboardEvent } from 'react';
-import type { Connection } from '../connection';
-import { charCount, MAX_BODY_CHARS } from '../protocol';
+import { describeError, type Connection } from '../connection';
+import { formatBytes, uploadFile } from '../media';
+import { charCount, MAX_BODY_CHARS, type Attachment } from '../protocol';
+
+/** An upload under way or done, shown above the composer until the message is sent. */
+interface Upload {
+  name: string;
+  size: number;
+  progress: number;
+  /** Uploaded and accepted: what the message will carry. */
+  attachment?: Attachment;
+  error?: string;
+}
 
 /** Unsent drafts survive switching conversations. */
 const drafts = new Map<string, string>();
@@ -14,7 +25,11 @@ export function Composer({ conversationId, conn }: { conversationId: string; con
   const ref = useRef<HTMLTextAreaElement>(null);
   const count = charCount(text);
   const tooLong = count > MAX_BODY_CHARS;
-  const empty = text.trim() === '';
+  const [upload, setUpload] = useState<Upload | null>(null);
+  const fileRef = useRef<HTMLInputElement>(null);
+  const attached = upload?.attachment ? [upload.attachment] : [];
+  const uploading = upload !== null && !upload.attachment && !upload.error;
+  const empty = text.trim() === '' && attached.length === 0;
 
   useEffect(() => {
     drafts.set(conversationId, text);
@@ -27,10 +42,20 @@ export function Composer({ conversationId, conn }: { conversationId: string; con
   }, [conn, conversationId]);
 
   const send = () => {
-    if (empty || tooLong) return;
-    conn.sendMessage(conversationId, text);
+    if (empty || tooLong || uploading) return;
+    conn.sendMessage(conversationId, text, attached);
     setText('');
+    setUpload(null);
     ref.current?.focus();
+  };
+
+  const attach = (file: File | undefined) => {
+    if (!file) return;
+    const started: Upload = { name: file.name, size: file.size, progress: 0 };
+    setUpload(started);
+    uploadFile(conn.token, file, (progress) => setUpload((u) => (u && u.name === file.name ? { ...u, progress } : u)))
+      .then((attachment) => setUpload((u) => (u && u.name === file.name ? { ...u, progress: 1, attachment } : u)))
+      .catch((e) => setUpload((u) => (u && u.name === file.name ? { ...u, error: describeError(e) } : u)));
   };
 
   const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {
@@ -48,6 +73,41 @@ export function Composer({ conversationId, conn }: { conversationId: string; con
         send();
       }}
     >
+      {upload && (
+        <div className="upload" data-testid="upload" data-state={upload.error ? 'failed' : upload.attachment ? 'ready' : 'uploading'}>
+          <span className="file-name">{upload.name}</span> <span className="file-size">{formatBytes(upload.size)}</span>
+          {uploading && (
+            <progress data-testid="upload-progress" max={1} value={upload.progress} aria-label={`Uploading ${upload.name}`} />
+          )}
+          {upload.error && <span className="error">{upload.error}</span>}
+          <button type="button" className="link" aria-label="Remove the attachment" onClick={() => setUpload(null)}>
+            ×
+          </button>
+        </div>
+      )}
+      <input
+        ref={fileRef}
+        type="file"
+        className="sr-only"
+        data-testid="attach-input"
+        accept="image/jpeg,image/png,image/gif,image/webp,application/pdf,text/plain"
+        onChange={(e) => {
+          attach(e.target.files?.[0]);
+          e.target.value = '';
+        }}
+      />
+      <button
+        type="button"
+        className="attach"
+        data-testid="attach-button"
+        aria-label="Attach a picture or file"
+        disabled={uploading}
+        onClick={() => fileRef.current?.click()}
+      >
+        <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" fill="none" stroke="currentColor" strokeWidth="2">
+          <path d="M21 11.5 12.5 20a5 5 0 0 1-7-7L14 4.5a3.5 3.5 0 0 1 5 5L10.5 18a2 2 0 0 1-3-3L15 7.5" />
+        </svg>
+      </button>
       <label htmlFor="composer-input" className="sr-only">
         Message
       </label>
@@ -75,7 +135,7 @@ export function Composer({ conversationId, conn }: { conversationId: string; con
           {count}/{MAX_BODY_CHARS}
         </span>
       )}
-      <button type="submit" className="primary" data-testid="send-button" disabled={empty || tooLong}>
+      <button type="submit" className="primary" data-testid="send-button" disabled={empty || tooLong || uploading}>
         Send
       </button>
     </form>

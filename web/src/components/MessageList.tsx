@@ -2,6 +2,7 @@ import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react
 import { describeError, type Connection } from '../connection';
 import { formatTime } from '../format';
 import { redactedText, type Bubble } from '../protocol';
+import { Attachments } from './Attachments';
 import { STATUS_LABEL, StatusIcon } from './icons';
 import { ReportAction } from './ReportAction';
 
@@ -131,6 +132,9 @@ function MessageBubble({ b, me, conn }: { b: Bubble; me: string; conn: Connectio
         <p className="body" data-testid="message-body">
           {b.body}
         </p>
+      )}
+      {b.attachments && !b.redacted && (
+        <Attachments conversationId={b.conversation_id} attachments={b.attachments} token={conn.token} />
       )}
       <span className="meta">
         <time dateTime={b.ts ? new Date(b.ts).toISOString() : undefined}>{formatTime(b.ts)}</time>

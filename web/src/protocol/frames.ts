@@ -27,8 +27,24 @@ export interface Message {
   body: string;
   ts: number;
   client_msg_id: string | null;
+  /** Pictures and files (docs/media.md): metadata only; the bytes come from `GET /v1/media/{id}`. */
+  attachments?: Attachment[];
   /** Hidden by moderation: `body` is "" and this says why (docs/moderation.md). */
   redacted?: { reason: string };
+}
+
+/** A media attached to a message, as the edge resolved it (its type sniffed from the bytes). */
+export interface Attachment {
+  media_id: string;
+  name: string;
+  type: string;
+  size: number;
+  width?: number;
+  height?: number;
+  /** A thumbnail exists (`GET /v1/media/{id}?variant=thumb`). */
+  thumbnail?: boolean;
+  /** A blurhash to paint while the thumbnail loads. */
+  placeholder?: string;
 }
 
 export type ReceiptKind = 'read' | 'delivered';
@@ -85,6 +101,7 @@ export interface MessageSendFrame extends WithId {
   conversation_id: string;
   client_msg_id: string;
   body: string;
+  attachments?: { media_id: string }[];
 }
 export interface MessageDeliveredFrame extends WithId {
   type: 'message.delivered';
@@ -324,8 +341,23 @@ export const frames = {
       { type: 'conversation.remove_members', conversation_id: conversationId, members: [...members] } as const,
       id,
     ),
-  send: (conversationId: string, clientMsgId: string, body: string, id?: FrameId): MessageSendFrame =>
-    withId({ type: 'message.send', conversation_id: conversationId, client_msg_id: clientMsgId, body } as const, id),
+  send: (
+    conversationId: string,
+    clientMsgId: string,
+    body: string,
+    id?: FrameId,
+    attachments?: Attachment[],
+  ): MessageSendFrame =>
+    withId(
+      {
+        type: 'message.send',
+        conversation_id: conversationId,
+        client_msg_id: clientMsgId,
+        body,
+        ...(attachments?.length ? { attachments: attachments.map((a) => ({ media_id: a.media_id })) } : {}),
+      } as const,
+      id,
+    ),
   delivered: (conversationId: string, seq: number): MessageDeliveredFrame => ({
     type: 'message.delivered',
     conversation_id: conversationId,

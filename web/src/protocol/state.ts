@@ -6,6 +6,7 @@ import {
   compareBytes,
   TYPING_EXPIRE_MS,
   type Conversation,
+  type Attachment,
   type ConversationEvent,
   type Message,
   type PresenceEntry,
@@ -32,6 +33,8 @@ export interface PendingMessage {
   /** Local time it was composed (shown until the ack brings the server's `ts`). */
   created: number;
   status: 'pending' | 'failed';
+  /** Uploaded and verified before the send: sent again with every retry. */
+  attachments?: Attachment[];
   error?: string;
   /** The error code of the refusal (`blocked`: the moderation rules refused it; retrying is pointless). */
   code?: string;
@@ -72,7 +75,7 @@ export type Action =
   | { type: 'conversation.remove'; conversation_id: string }
   | { type: 'messages.received'; messages: Message[] }
   | { type: 'history.loaded'; conversation_id: string; messages: Message[]; complete: boolean }
-  | { type: 'message.pending'; conversation_id: string; client_msg_id: string; body: string; now: number }
+  | { type: 'message.pending'; conversation_id: string; client_msg_id: string; body: string; now: number; attachments?: Attachment[] }
   | { type: 'message.acked'; conversation_id: string; client_msg_id: string; seq: number; ts: number }
   | { type: 'message.failed'; client_msg_id: string; error: string; code?: string }
   | { type: 'message.retry'; client_msg_id: string }
@@ -238,6 +241,12 @@ function replaceMessage(state: ChatState, conv: string, seq: number, f: (m: Mess
 }
 
 /** Add sequenced messages (live, sync or history) to the state. */
+/** An attachment as the server sends it (a malformed one is not shown). */
+function isAttachment(a: unknown): a is Attachment {
+  const x = a as Attachment | null;
+  return !!x && typeof x.media_id === 'string' && typeof x.name === 'string' && typeof x.type === 'string' && typeof x.size === 'number';
+}
+
 function receiveMessages(state: ChatState, incoming: Message[]): ChatState {
   if (incoming.length === 0) return state;
   const byConv = new Map<string, Message[]>();
@@ -251,6 +260,9 @@ function receiveMessages(state: ChatState, incoming: Message[]): ChatState {
       ts: typeof raw.ts === 'number' ? raw.ts : 0,
       client_msg_id: raw.client_msg_id ?? null,
       ...(raw.redacted ? { redacted: { reason: String(raw.redacted.reason ?? '') } } : {}),
+      ...(Array.isArray(raw.attachments) && raw.attachments.length && !raw.redacted
+        ? { attachments: raw.attachments.filter(isAttachment) }
+        : {}),
     };
     const l = byConv.get(m.conversation_id);
     if (l) l.push(m);
@@ -348,6 +360,7 @@ export function reduce(state: ChatState, action: Action): ChatState {
         body: action.body,
         created: action.now,
         status: 'pending',
+        ...(action.attachments?.length ? { attachments: action.attachments } : {}),
       };
       const conv = state.conversations[action.conversation_id];
       return {
@@ -371,6 +384,7 @@ export function reduce(state: ChatState, action: Action): ChatState {
           body: p.body,
           ts: action.ts,
           client_msg_id: action.client_msg_id,
+          ...(p.attachments ? { attachments: p.attachments } : {}),
         },
       ]);
       return s;
@@ -520,6 +534,7 @@ export interface Bubble {
   ts: number;
   client_msg_id: string | null;
   mine: boolean;
+  attachments?: Attachment[];
   /** For my messages: pending/failed/sent/delivered/read; for others' messages: 'sent'. */
   status: BubbleStatus;
   error?: string;
@@ -618,6 +633,7 @@ export function bubbles(state: ChatState, conversationId: string): Bubble[] {
       client_msg_id: m.client_msg_id,
       mine,
       status: mine ? ackedStatus(state, conversationId, m.seq) : 'sent',
+      ...(m.attachments?.length ? { attachments: m.attachments } : {}),
       ...(m.redacted ? { redacted: m.redacted } : {}),
     });
   }
@@ -636,6 +652,7 @@ export function bubbles(state: ChatState, conversationId: string): Bubble[] {
       mine: true,
       status: p.status,
       error: p.error,
+      ...(p.attachments ? { attachments: p.attachments } : {}),
       ...(p.code ? { code: p.code } : {}),
     });
   }
