@@ -9,6 +9,7 @@ import {
   decodeFrame,
   encodeFrame,
   frames,
+  highestSeq,
   historyBefore,
   MAX_PRESENCE_USERS,
   myReadSeq,
@@ -56,6 +57,8 @@ export const RECEIPT_THROTTLE_MS = 400;
 export const TYPING_IDLE_MS = 5_000;
 export const REQUEST_TIMEOUT_MS = 15_000;
 export const HISTORY_PAGE = 50;
+/** After a reconnect, this many of a conversation's newest loaded messages are checked for moderation missed offline. */
+export const MODERATION_CHECK_PAGE = 100;
 const GAP_PAGE = 200;
 const LIST_RETRY_MS = 5_000;
 const GAP_MAX_PAGES = 10;
@@ -109,6 +112,13 @@ export class Connection {
   private ws: WebSocket | null = null;
   private wsOpened = false;
   private everOpened = false;
+  /**
+   * Conversations whose loaded messages may have been hidden or restored while the socket was
+   * down (those frames are not replayed by sync): checked against history when next shown.
+   */
+  private readonly moderationStale = new Set<string>();
+  /** Counts live message.redacted/restored frames: a history answer older than one is not applied. */
+  private moderationFrames = 0;
   private stopped = false;
   private bootstrapped = false;
   /** Set when a socket was lost: the next sync.done also refreshes the conversation list. */
@@ -250,6 +260,7 @@ export class Connection {
 
   private onOpen(ws: WebSocket) {
     if (this.ws !== ws) return;
+    if (this.everOpened) for (const id of Object.keys(this.opts.store.getState().messages)) this.moderationStale.add(id);
     this.wsOpened = true;
     this.everOpened = true;
     this.setStatus('open');
@@ -394,9 +405,11 @@ export class Connection {
         break;
       }
       case 'message.redacted':
+        this.moderationFrames++;
         store.dispatch({ type: 'message.redacted', conversation_id: f.conversation_id, seq: f.seq, reason: f.reason });
         break;
       case 'message.restored':
+        this.moderationFrames++;
         store.dispatch({ type: 'message.restored', message: { ...f.message, conversation_id: f.conversation_id, seq: f.seq } });
         break;
       case 'message.ack': {
@@ -513,7 +526,10 @@ export class Connection {
       this.needsRefresh = false;
       void this.refreshConversations().finally(after);
     } else after();
-    if (this.openConversation) void this.refreshReceipts(this.openConversation);
+    if (this.openConversation) {
+      void this.refreshReceipts(this.openConversation);
+      void this.recheckModeration(this.openConversation);
+    }
   }
 
   // ------------------------------------------------------------ REST catch-up
@@ -594,6 +610,22 @@ export class Connection {
     }
   }
 
+  /** If moderation frames may have been missed for this conversation, apply history's view of its newest messages. */
+  async recheckModeration(conversationId: string): Promise<void> {
+    if (!this.moderationStale.delete(conversationId)) return;
+    const highest = highestSeq(this.opts.store.getState(), conversationId);
+    if (highest === 0) return;
+    const seen = this.moderationFrames;
+    try {
+      const msgs = await this.opts.api.messages(conversationId, { before: highest + 1, limit: MODERATION_CHECK_PAGE });
+      // A live redaction or restore since the request may be newer than this answer: ask again next time.
+      if (seen !== this.moderationFrames) this.moderationStale.add(conversationId);
+      else this.opts.store.dispatch({ type: 'moderation.reconciled', conversation_id: conversationId, messages: msgs });
+    } catch {
+      this.moderationStale.add(conversationId);
+    }
+  }
+
   // ------------------------------------------------------------ presence
 
   private ensurePresenceSubscriptions() {
@@ -619,7 +651,10 @@ export class Connection {
     const opened = conversationId !== null && conversationId !== this.openConversation;
     this.openConversation = conversationId;
     this.visible = visible;
-    if (opened) void this.refreshReceipts(conversationId);
+    if (opened) {
+      void this.refreshReceipts(conversationId);
+      void this.recheckModeration(conversationId);
+    }
     this.scheduleReceipts();
   }
 

@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Api } from '../src/api';
 import { ApiError } from '../src/api';
-import { backoffDelay, BACKOFF_CAP_MS, Connection, wsUrl } from '../src/connection';
-import { createStore, type Conversation, type Store } from '../src/protocol';
+import { backoffDelay, BACKOFF_CAP_MS, Connection, MODERATION_CHECK_PAGE, wsUrl } from '../src/connection';
+import { createStore, type Conversation, type Message, type Store } from '../src/protocol';
 
 class FakeWS {
   static instances: FakeWS[] = [];
@@ -321,6 +321,52 @@ describe('moderation over the socket', () => {
     expect(store.getState().messages[DM].at(-1)).toMatchObject({ seq: 3, body: '', redacted: { reason: 'offensive' } });
     ws.recv({ type: 'message.restored', conversation_id: DM, seq: 3, message: { conversation_id: DM, seq: 3, sender: 'bob', body: 'rude', ts: 3, client_msg_id: 'k3' } });
     expect(store.getState().messages[DM].at(-1)).toEqual({ conversation_id: DM, seq: 3, sender: 'bob', body: 'rude', ts: 3, client_msg_id: 'k3' });
+  });
+
+  it('after a reconnect, the shown conversation takes the moderation it missed from history', async () => {
+    const hidden = { conversation_id: DM, seq: 3, sender: 'bob', body: '', ts: 3, client_msg_id: 'k3', redacted: { reason: 'spam' } };
+    // Gap fills ask `after`; the moderation check asks `before`.
+    const messages = vi.fn(async (_c: string, q: { before?: number }): Promise<Message[]> => (q.before ? [hidden] : []));
+    const checks = () => messages.mock.calls.filter(([, q]) => q.before !== undefined);
+    await started(fakeApi({ messages }));
+    let ws = latest();
+    ws.open();
+    ws.recv({ type: 'message', conversation_id: DM, seq: 3, sender: 'bob', body: 'rude', ts: 3, client_msg_id: 'k3' });
+    ws.recv({ type: 'sync.done', id: ws.ofType('sync')[0].id, conversations: { [DM]: 3 }, truncated: false });
+    conn.setView(DM, true);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(checks()).toEqual([]); // connected all along: the live frames are enough
+    ws.drop(1006);
+    await vi.advanceTimersByTimeAsync(BACKOFF_CAP_MS);
+    ws = latest();
+    ws.open();
+    ws.recv({ type: 'sync.done', id: ws.ofType('sync')[0].id, conversations: { [DM]: 3 }, truncated: false });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(checks()).toEqual([[DM, { before: 4, limit: MODERATION_CHECK_PAGE }]]);
+    expect(store.getState().messages[DM].at(-1)).toEqual(hidden);
+  });
+
+  it('a history answer older than a live restore is not applied', async () => {
+    let answer: (m: Message[]) => void = () => undefined;
+    const messages = vi.fn((_c: string, q: { before?: number }) =>
+      q.before ? new Promise<Message[]>((resolve) => (answer = resolve)) : Promise.resolve([]),
+    );
+    await started(fakeApi({ messages }));
+    let ws = latest();
+    ws.open();
+    ws.recv({ type: 'message', conversation_id: DM, seq: 3, sender: 'bob', body: 'rude', ts: 3, client_msg_id: 'k3' });
+    conn.setView(DM, true);
+    ws.drop(1006);
+    await vi.advanceTimersByTimeAsync(BACKOFF_CAP_MS);
+    ws = latest();
+    ws.open();
+    ws.recv({ type: 'sync.done', id: ws.ofType('sync')[0].id, conversations: { [DM]: 3 }, truncated: false });
+    expect(messages.mock.calls.filter(([, q]) => q.before !== undefined)).toHaveLength(1);
+    ws.recv({ type: 'message.redacted', conversation_id: DM, seq: 3, reason: 'spam' });
+    ws.recv({ type: 'message.restored', conversation_id: DM, seq: 3, message: { conversation_id: DM, seq: 3, sender: 'bob', body: 'rude', ts: 3, client_msg_id: 'k3' } });
+    answer([{ conversation_id: DM, seq: 3, sender: 'bob', body: '', ts: 3, client_msg_id: 'k3', redacted: { reason: 'spam' } }]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(store.getState().messages[DM].at(-1)?.body).toBe('rude');
   });
 
   it('a blocked send fails at once with the rule, and is not sent again', async () => {

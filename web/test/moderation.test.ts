@@ -86,6 +86,20 @@ describe('redacted messages', () => {
     expect(reduce(s, { type: 'message.restored', message: { ...msg(1), seq: -1 } })).toBe(s);
   });
 
+  it('a fresh history page hides and restores loaded messages, and adds nothing', () => {
+    const before = run(loaded, recv(msg(1), msg(2), msg(3, { body: '', redacted: { reason: 'spam' } })));
+    const s = reduce(before, {
+      type: 'moderation.reconciled',
+      conversation_id: DM,
+      messages: [msg(1), msg(2, { body: '', redacted: { reason: 'offensive' } }), msg(3), msg(4)],
+    });
+    expect(s.messages[DM].map((m) => m.redacted?.reason ?? m.body)).toEqual(['m1', 'offensive', 'm3']);
+    expect(s.messages[DM][0]).toBe(before.messages[DM][0]);
+    expect(s.cursors).toEqual(before.cursors);
+    // Already in that state: nothing changes.
+    expect(reduce(s, { type: 'moderation.reconciled', conversation_id: DM, messages: [msg(1), msg(2, { body: '', redacted: { reason: 'offensive' } })] })).toBe(s);
+  });
+
   it('the placeholder text says it was moderation, with the reason when there is one', () => {
     expect(redactedText('offensive')).toBe('Message removed by moderation (offensive)');
     expect(redactedText('')).toBe('Message removed by moderation');

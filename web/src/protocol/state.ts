@@ -82,6 +82,8 @@ export type Action =
   | { type: 'message.discard'; client_msg_id: string }
   | { type: 'message.redacted'; conversation_id: string; seq: number; reason: string }
   | { type: 'message.restored'; message: Message }
+  /** A fresh history page: loaded messages take its moderation state (hidden or not), nothing else. */
+  | { type: 'moderation.reconciled'; conversation_id: string; messages: Message[] }
   | { type: 'pending.restore'; pending: PendingMessage[] }
   | { type: 'receipt'; conversation_id: string; user: string; kind: ReceiptKind; seq: number }
   | {
@@ -235,9 +237,30 @@ function replaceMessage(state: ChatState, conv: string, seq: number, f: (m: Mess
   if (!list) return state;
   const i = lowerBound(list, seq);
   if (i >= list.length || list[i].seq !== seq) return state;
+  const m = f(list[i]);
+  if (m === list[i]) return state;
   const next = list.slice();
-  next[i] = f(list[i]);
+  next[i] = m;
   return { ...state, messages: { ...state.messages, [conv]: next } };
+}
+
+/** The placeholder of a hidden message: only its identity stays, the body (and all it carried) is gone. */
+function redactedMessage(m: Message, reason: string): Message {
+  return {
+    conversation_id: m.conversation_id,
+    seq: m.seq,
+    sender: m.sender,
+    body: '',
+    ts: m.ts,
+    client_msg_id: m.client_msg_id,
+    redacted: { reason },
+  };
+}
+
+function restoredMessage(m: Message, original: Message): Message {
+  const restored: Message = { ...m, ...original, client_msg_id: original.client_msg_id ?? m.client_msg_id };
+  delete restored.redacted;
+  return restored;
 }
 
 /** Add sequenced messages (live, sync or history) to the state. */
@@ -411,25 +434,24 @@ export function reduce(state: ChatState, action: Action): ChatState {
       return { ...state, pending: withoutKey(state.pending, action.client_msg_id) };
 
     case 'message.redacted':
-      // Only the identity of the message stays: the body (and anything it carried) is gone.
-      return replaceMessage(state, action.conversation_id, action.seq, (m) => ({
-        conversation_id: m.conversation_id,
-        seq: m.seq,
-        sender: m.sender,
-        body: '',
-        ts: m.ts,
-        client_msg_id: m.client_msg_id,
-        redacted: { reason: action.reason },
-      }));
+      return replaceMessage(state, action.conversation_id, action.seq, (m) => redactedMessage(m, action.reason));
 
     case 'message.restored': {
       const r = action.message;
       if (!r || typeof r.conversation_id !== 'string' || !(nonNeg(r.seq) > 0)) return state;
-      return replaceMessage(state, r.conversation_id, r.seq, (m) => {
-        const restored: Message = { ...m, ...r, client_msg_id: r.client_msg_id ?? m.client_msg_id };
-        delete restored.redacted;
-        return restored;
-      });
+      return replaceMessage(state, r.conversation_id, r.seq, (m) => restoredMessage(m, r));
+    }
+
+    case 'moderation.reconciled': {
+      let s = state;
+      for (const fresh of action.messages ?? []) {
+        if (!fresh || fresh.conversation_id !== action.conversation_id) continue;
+        s = replaceMessage(s, action.conversation_id, fresh.seq, (m) => {
+          if (fresh.redacted) return m.redacted?.reason === fresh.redacted.reason ? m : redactedMessage(m, fresh.redacted.reason);
+          return m.redacted ? restoredMessage(m, fresh) : m;
+        });
+      }
+      return s;
     }
 
     case 'pending.restore': {
