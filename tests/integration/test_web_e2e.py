@@ -1,6 +1,8 @@
 """The web client in a real browser (Debian's headless Chromium, driven by playwright-core)
 against the test app's two edge nodes: alice and bob chat across nodes, see typing, ticks and
-presence, and bob gets what he missed while offline. Screenshots land in test-results/."""
+presence, and bob gets what he missed while offline; bob reports a message, a moderator redacts
+it from the queue and bob sees it removed, and a message the rules block shows as not sent.
+Screenshots land in test-results/."""
 
 from __future__ import annotations
 
