@@ -29,6 +29,7 @@ COPY edge/ edge/
 COPY topologies/ topologies/
 COPY tables/ tables/
 COPY sinks/ sinks/
+COPY media/ media/
 COPY ops/*.py ops/docker-entrypoint.sh ops/
 RUN pip install --no-deps --force-reinstall . \
     && rm -rf build ./*.egg-info \

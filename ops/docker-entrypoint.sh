@@ -4,6 +4,7 @@
 #   edge     one edge node             (python -m edge;       /healthz on CHAT_EDGE_PORT)
 #   worker   one stream worker         (python -m topologies; /healthz on CHAT_WORKER_WEB_PORT)
 #   sink     the MongoDB sink          (python -m sinks;      /healthz on CHAT_SINK_METRICS_PORT)
+#   media    the media processor       (python -m media;      /healthz on CHAT_MEDIA_PROCESSOR_PORT)
 #   topics   create the topics, exit   (python -m ops.topics)
 #   chatctl  the operator CLI          (python -m ops.chatctl ARGS...)
 #   healthcheck   GET /healthz of the role running in this container (the image's HEALTHCHECK)
@@ -18,6 +19,7 @@ case "$role" in
   edge)     module=edge ;;
   worker)   module=topologies ;;
   sink)     module=sinks ;;
+  media)    module=media ;;
   topics)   module=ops.topics ;;
   chatctl)  module=ops.chatctl ;;
   healthcheck)
@@ -33,6 +35,7 @@ PORTS = {
     "edge": ("CHAT_EDGE_PORT", "8080"),
     "topologies": ("CHAT_WORKER_WEB_PORT", "6066"),
     "sinks": ("CHAT_SINK_METRICS_PORT", "6070"),
+    "media": ("CHAT_MEDIA_PROCESSOR_PORT", "6072"),
 }
 
 

@@ -40,7 +40,10 @@ PROMETHEUS = ROOT / "ops" / "compose" / "prometheus.yml"
 SETTING_NAMES = {f"CHAT_{f.name.upper()}" for f in fields(Settings)}
 DEFAULTS = Settings()
 # What compose sees when it interpolates the file in these tests.
-COMPOSE_ENV = {"CHAT_JWT_SECRET": "compose-test-secret-0123456789abcdef"}
+COMPOSE_ENV = {
+    "CHAT_JWT_SECRET": "compose-test-secret-0123456789abcdef",
+    "CHAT_MEDIA_S3_SECRET_KEY": "compose-test-s3-secret",
+}
 # The values that render ops/nginx/nginx.conf (compose) from the template.
 NGINX_COMPOSE_VARS = {
     "LISTEN": "80",
@@ -52,6 +55,7 @@ NGINX_COMPOSE_VARS = {
 # /healthz and /metrics.
 METRICS_PORT = {"edge": "CHAT_EDGE_PORT", "worker": "CHAT_WORKER_WEB_PORT"}
 METRICS_PORT["sink"] = "CHAT_SINK_METRICS_PORT"
+METRICS_PORT["media"] = "CHAT_MEDIA_PROCESSOR_PORT"
 
 
 # --------------------------------------------------------------------------- compose
@@ -219,6 +223,7 @@ def test_compose_can_run_beside_the_local_stack() -> None:
     local = {DEFAULTS.edge_port, DEFAULTS.edge_port + 1, DEFAULTS.sink_metrics_port}
     local |= {DEFAULTS.worker_web_port, DEFAULTS.worker_web_port + 1, DEFAULTS.lb_port}
     local |= {9092, 9093, 9094, 6379, 27017}  # ops/stack: Kafka, Redis, the MongoDB server
+    local |= {8333, 8334, 8335, 8336, DEFAULTS.media_processor_port}  # SeaweedFS, the processor
     moved = compose_config({**COMPOSE_ENV, "CHAT_COMPOSE_PORT": "8001"})
     for name, svc in moved["services"].items():
         for port in svc.get("ports", []):
@@ -282,7 +287,7 @@ def test_entrypoint_roles_are_runnable_modules() -> None:
     result = subprocess.run(check, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
     roles = entrypoint_roles()
-    assert set(roles) == {"edge", "worker", "sink", "topics", "chatctl"}
+    assert set(roles) == {"edge", "worker", "sink", "media", "topics", "chatctl"}
     for role, module in roles.items():
         spec = importlib.util.find_spec(module)
         assert spec is not None and spec.origin is not None, role

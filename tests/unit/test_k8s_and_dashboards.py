@@ -47,8 +47,9 @@ METRIC_PACKAGES = ("edge", "topologies", "sinks", "chat")
 
 SETTING_NAMES = {f"CHAT_{f.name.upper()}" for f in fields(Settings)}
 PROJECT_UID = int(re.findall(r"^USER (\d+)", (ROOT / "Dockerfile").read_text(), re.M)[-1])
-ROLES = {"edge", "worker", "sink", "topics"}  # the image roles that run as workloads
+ROLES = {"edge", "worker", "sink", "media", "topics"}  # the image roles that run as workloads
 PORT_SETTING = {"edge": "edge_port", "worker": "worker_web_port", "sink": "sink_metrics_port"}
+PORT_SETTING["media"] = "media_processor_port"
 SHARED_SETTINGS = ("kafka_bootstrap", "topic_prefix", "worker_app_id", "sink_group")
 SHARED_SETTINGS += ("conversation_partitions", "user_partitions", "deliver_partitions")
 POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
@@ -450,7 +451,8 @@ def test_alerts_use_exported_metrics_and_link_runbooks() -> None:
             problems.append(f"{where}: severity {rule['labels']['severity']}")
     assert problems == []
     assert metric_problems('rate(chat_edge_connections[5m]) + up{job="edge"}', "x") == [
-        "x: job 'edge' is none of the scrape jobs ['chat-edge', 'chat-sink', 'chat-worker']",
+        "x: job 'edge' is none of the scrape jobs "
+        "['chat-edge', 'chat-media', 'chat-sink', 'chat-worker']",
         "x: rate() over the gauge chat_edge_connections",
     ]
     assert metric_problems("chat_edge_sessions", "x") == [

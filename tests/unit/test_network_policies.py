@@ -26,7 +26,9 @@ USES = {  # role -> backends it connects to
     "worker": {"kafka", "redis"},
     "sink": {"kafka", "mongo"},
     "topics": {"kafka"},
+    "media": {"kafka", "s3"},
 }
+S3_PORT = {"dev": 8333, "production": 443}
 
 
 def selects(selector: Doc, labels: dict[str, str]) -> bool:
@@ -141,6 +143,7 @@ def test_dev_backends_only_for_the_roles_that_use_them() -> None:
         "kafka": (everything["kafka"], KAFKA_PORT["dev"]),
         "redis": (everything["redis"], REDIS),
         "mongo": (everything["mongo"], MONGO),
+        "s3": (everything["s3"], S3_PORT["dev"]),
     }
     roles = {
         labels["app.kubernetes.io/component"]: labels
@@ -168,6 +171,7 @@ def test_production_backends_only_for_the_roles_that_use_them() -> None:
     docs = rendered("production")
     vpc = "10.0.42.7"
     ports = {"kafka": KAFKA_PORT["production"], "redis": REDIS, "mongo": MONGO}
+    ports["s3"] = S3_PORT["production"]  # the VPC's S3 interface endpoint
     roles = {labels["app.kubernetes.io/component"]: labels for labels in pods(docs).values()}
     assert set(roles) == set(USES)
     for role, labels in roles.items():
@@ -188,9 +192,9 @@ def test_edges_take_clients_from_the_ingress_only(overlay: str) -> None:
         assert allowed(docs, "Ingress", edge, 8080, namespace="ingress-nginx")
     else:
         assert allowed(docs, "Ingress", edge, 8080, ip="10.0.3.9")  # the ALB's nodes, in the VPC
-    for role in ("worker", "sink", "topics"):
+    for role in ("worker", "sink", "media", "topics"):
         assert not allowed(docs, "Ingress", roles[role], 8080, namespace="ingress-nginx"), role
         assert not allowed(docs, "Ingress", roles[role], 8080, ip="10.0.3.9"), role
     # Prometheus scrapes every long-running role's metrics port.
-    for role, port in (("edge", 8080), ("worker", 6066), ("sink", 6070)):
+    for role, port in (("edge", 8080), ("worker", 6066), ("sink", 6070), ("media", 6072)):
         assert allowed(docs, "Ingress", roles[role], port, namespace="monitoring"), role
