@@ -43,7 +43,7 @@ DASHBOARD = ROOT / "ops" / "compose" / "grafana" / "dashboards" / "chat.json"
 ALERTS = ROOT / "ops" / "compose" / "prometheus" / "alerts.yml"
 PROMETHEUS = ROOT / "ops" / "compose" / "prometheus.yml"
 OPERATIONS = ROOT / "docs" / "operations.md"
-METRIC_PACKAGES = ("edge", "topologies", "sinks", "chat")
+METRIC_PACKAGES = ("edge", "topologies", "sinks", "media", "chat")
 
 SETTING_NAMES = {f"CHAT_{f.name.upper()}" for f in fields(Settings)}
 PROJECT_UID = int(re.findall(r"^USER (\d+)", (ROOT / "Dockerfile").read_text(), re.M)[-1])
