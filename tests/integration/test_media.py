@@ -19,8 +19,10 @@ from chat.keys import media_key
 from chat.topics import topic_spec
 from media import store as keys
 from media.store import ObjectMissing, ObjectStore
+from tests.conftest import PORT_SHIFT
 from tests.integration.conftest import App
 from tests.integration.helpers import alice_and_bob, create_direct, eventually, synced
+from tests.integration.test_security import start_extra_edge
 
 
 def jpeg_with_gps(width: int = 1600, height: int = 1200) -> bytes:
@@ -339,3 +341,44 @@ async def test_media_state_is_cached_for_the_edges(app: App, user_ids) -> None:
         await client.aclose()
     assert cached[b"status"] == b"ready" and cached[b"owner"] == user_ids.alice.encode()
     assert int(cached[b"size"]) == media["size"] == 6
+
+
+async def test_uploads_downloads_and_quota_are_limited(app: App, user_ids) -> None:
+    """An edge with strict media limits: the fourth upload request is refused with 429, the
+    quota with 403, the fourth download URL with 429; other users are not affected."""
+    port = 28120 + PORT_SHIFT
+    name = await start_extra_edge(
+        app,
+        43,
+        port,
+        7,
+        CHAT_MEDIA_UPLOADS_PER_S="0.01",
+        CHAT_MEDIA_UPLOADS_BURST="3",
+        CHAT_MEDIA_DOWNLOADS_PER_S="0.01",
+        CHAT_MEDIA_DOWNLOADS_BURST="3",
+        CHAT_MEDIA_QUOTA_BYTES_PER_DAY="1000",
+    )
+    strict = App(app.settings, app.supervisor, [f"http://127.0.0.1:{port}"])
+    try:
+        small = {"name": "a.txt", "size": 10, "type": "text/plain"}
+        statuses = [
+            (await call(strict, user_ids.alice, "POST", "/v1/media", small))[0] for _ in range(4)
+        ]
+        assert statuses == [201, 201, 201, 429], statuses
+        # The daily quota: 800 bytes fit, 300 more do not (and reserve nothing).
+        big = {"name": "b.txt", "size": 800, "type": "text/plain"}
+        assert (await call(strict, user_ids.bob, "POST", "/v1/media", big))[0] == 201
+        status, body = await call(strict, user_ids.bob, "POST", "/v1/media", {**big, "size": 300})
+        assert status == 403 and body["error"] == "quota_exceeded", body
+        assert (await call(strict, user_ids.bob, "POST", "/v1/media", {**big, "size": 200}))[
+            0
+        ] == 201
+        # Downloads (here by the owner, of a ready media uploaded through the test app).
+        media_id, _ = await upload(app, user_ids.carol, b"x\n", "text/plain", "x.txt")
+        gets = [
+            (await call(strict, user_ids.carol, "GET", f"/v1/media/{media_id}"))[0]
+            for _ in range(4)
+        ]
+        assert gets == [200, 200, 200, 429], gets
+    finally:
+        app.supervisor.stop(name)
