@@ -119,8 +119,9 @@ def _image(data: bytes, kind: str, max_pixels: int, thumbnail_px: int) -> Verifi
     thumb.save(out, "JPEG", quality=80)
     small = rgb.copy()
     small.thumbnail((PLACEHOLDER_PX, PLACEHOLDER_PX))
-    pixels, w = list(small.getdata()), small.width
-    rows = [pixels[y * w : (y + 1) * w] for y in range(small.height)]  # what blurhash reads
+    raw, (w, h) = small.tobytes(), small.size
+    # What blurhash reads: rows of [r, g, b].
+    rows = [[raw[(y * w + x) * 3 : (y * w + x) * 3 + 3] for x in range(w)] for y in range(h)]
     placeholder = blurhash.encode(rows, components_x=4, components_y=3)
     return Verified(kind, len(stored), width, height, stored, out.getvalue(), placeholder)
 
