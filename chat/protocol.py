@@ -32,6 +32,9 @@ NOT_MEMBER: Final = "not_member"
 NOT_FOUND: Final = "not_found"
 FORBIDDEN: Final = "forbidden"
 RATE_LIMITED: Final = "rate_limited"
+BLOCKED: Final = "blocked"  # by the moderation rules; the frame's `reason` says which
+MAX_REPORT_REASON: Final = 64
+MAX_REPORT_NOTE: Final = 1000
 UNAVAILABLE: Final = "unavailable"
 INTERNAL: Final = "internal"
 
@@ -42,6 +45,7 @@ CLIENT_TYPES: Final = frozenset(
         "conversation.remove_members",
         "message.send",
         "message.delivered",
+        "message.report",
         "receipt.read",
         "typing",
         "sync",
@@ -246,6 +250,18 @@ def _v_cursor(data: dict[str, Any]) -> dict[str, Any]:
     return {"conversation_id": _conversation_id(data), "seq": _seq(data)}
 
 
+def _v_report(data: dict[str, Any]) -> dict[str, Any]:
+    note = data.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_REPORT_NOTE:
+        raise _Invalid(f"note must be a string of at most {MAX_REPORT_NOTE} characters")
+    return {
+        "conversation_id": _conversation_id(data),
+        "seq": _seq(data),
+        "reason": _str(data, "reason", max_len=MAX_REPORT_REASON),
+        "note": note,
+    }
+
+
 def _v_typing(data: dict[str, Any]) -> dict[str, Any]:
     state = data.get("state")
     if state not in ("start", "stop"):
@@ -285,6 +301,7 @@ _VALIDATORS: Final = {
     "conversation.remove_members": _v_members,
     "message.send": _v_send,
     "message.delivered": _v_cursor,
+    "message.report": _v_report,
     "receipt.read": _v_cursor,
     "typing": _v_typing,
     "sync": _v_sync,
@@ -299,9 +316,15 @@ assert set(_VALIDATORS) == CLIENT_TYPES
 
 
 def error_frame(
-    code: str, message: str, frame_id: FrameId = None, retry_after_ms: int | None = None
+    code: str,
+    message: str,
+    frame_id: FrameId = None,
+    retry_after_ms: int | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if reason is not None:
+        frame["reason"] = reason
     if frame_id is not None:
         frame["id"] = frame_id
     if retry_after_ms is not None:

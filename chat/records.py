@@ -54,6 +54,27 @@ class Message(TypedDict):
     ts: int
     client_msg_id: str
     attachments: NotRequired[list[Attachment]]
+    # Hidden by moderation: the body is "" and this says why (docs/moderation.md).
+    redacted: NotRequired[Redaction]
+    # The sender's account was younger than the rules' new-account age (spam detectors read it).
+    new_account: NotRequired[bool]
+
+
+class Redaction(TypedDict):
+    reason: str
+
+
+def redacted_copy(message: Message, reason: str) -> Message:
+    """The placeholder that stands at a hidden message's seq, so seqs stay gapless."""
+    return Message(
+        conversation_id=message["conversation_id"],
+        seq=message["seq"],
+        sender=message["sender"],
+        body="",
+        ts=message["ts"],
+        client_msg_id=message["client_msg_id"],
+        redacted=Redaction(reason=reason),
+    )
 
 
 def dumps(value: Any) -> bytes:
@@ -175,6 +196,8 @@ class SendCommand(_CommandBase):
     body: str
     # Resolved by the edge (owned by the sender, ready); the router copies them.
     attachments: NotRequired[list[Attachment]]
+    # When the sender's account was created (ms), from the token: the new-account rule.
+    account_created: NotRequired[int]
 
 
 class CursorCommand(_CommandBase):
@@ -223,8 +246,15 @@ def change_members(
     return {"op": op, "conversation_id": cid, "user": user, "origin": at, "members": members}
 
 
-def send_message(cid: str, user: str, at: Origin, client_msg_id: str, body: str) -> SendCommand:
-    return {
+def send_message(
+    cid: str,
+    user: str,
+    at: Origin,
+    client_msg_id: str,
+    body: str,
+    account_created: int | None = None,
+) -> SendCommand:
+    command: SendCommand = {
         "op": "message.send",
         "conversation_id": cid,
         "user": user,
@@ -232,6 +262,9 @@ def send_message(cid: str, user: str, at: Origin, client_msg_id: str, body: str)
         "client_msg_id": client_msg_id,
         "body": body,
     }
+    if account_created is not None:
+        command["account_created"] = account_created
+    return command
 
 
 def move_cursor(
@@ -240,11 +273,36 @@ def move_cursor(
     return {"op": op, "conversation_id": cid, "user": user, "origin": at, "seq": seq}
 
 
+def report(cid: str, user: str, at: Origin, seq: int, reason: str, note: str) -> ReportCommand:
+    return {
+        "op": "message.report",
+        "conversation_id": cid,
+        "user": user,
+        "origin": at,
+        "seq": seq,
+        "reason": reason,
+        "note": note,
+    }
+
+
 def typing(cid: str, user: str, at: Origin, state: str) -> TypingCommand:
     return {"op": "typing", "conversation_id": cid, "user": user, "origin": at, "state": state}
 
 
 # --------------------------------------------------------------------------- moderation
+#
+# Moderation travels on chat.commands like everything the router decides on (docs/moderation.md):
+# so a table rebuild replays it in the same order as the messages it judged.
+#
+# - conversation-keyed: a detector's decision, a moderator's redact / restore / dismiss, a
+#   member's report (the client frame ``message.report``);
+# - deployment-wide (the rules, a user's mute or ban): broadcast, one record per partition of
+#   chat.commands, keyed by :func:`policy_key` of that partition, because every router
+#   partition checks them inline before it sequences a message.
+#
+# What the router applied goes to chat.moderation (key: conversation_id, or ``user:<id>`` for a
+# sanction, ``policy`` for the rules), one :class:`ModerationRecord` per decision: the audit
+# trail and the moderators' queue, persisted by the sink.
 
 ModerationAction = Literal["redact", "flag"]
 ModerationReason = Literal["offensive", "spam", "link_only", "burst", "reported", "moderator"]
@@ -262,6 +320,107 @@ class ModerationDecision(TypedDict):
     source: str  # the agent that decided: "classifier", "spam"
     evidence: dict[str, Any]  # small (< 1 KB): score, signature, counts
     strike: bool  # counts against the sender: repeat offenders are muted, escalating
+
+
+class ModeratorAction(TypedDict):
+    """A moderator's action on one message (REST, by a token with the moderator role)."""
+
+    op: Literal["moderation.redact", "moderation.restore", "moderation.dismiss"]
+    conversation_id: str
+    seq: int
+    by: str
+    reason: str
+    action_id: str  # unique per action: the audit record's id
+    # restore: the message as stored, so members (and inboxes) get it back whole.
+    message: NotRequired[Message]
+
+
+class ReportCommand(_CommandBase):
+    op: Literal["message.report"]
+    seq: int
+    reason: str
+    note: str
+
+
+class PolicyRules(TypedDict):
+    """The deployment's inline rules, replaced as a whole by a moderator."""
+
+    terms: list[str]  # blocked words and phrases (case- and accent-insensitive, whole words)
+    domains: list[str]  # blocked link domains (and their subdomains)
+    new_account_s: int  # accounts younger than this may not send links; 0 disables the rule
+    version: int  # the time of the change (ms): a later one wins
+
+
+class PolicyCommand(TypedDict):
+    op: Literal["moderation.policy"]
+    conversation_id: str  # the partition's policy key (the field every command is keyed by)
+    rules: PolicyRules
+    by: str
+    action_id: str
+
+
+SanctionKind = Literal["mute", "ban", "unban"]
+
+
+class SanctionCommand(TypedDict):
+    """A user's mute, ban or unban, from a moderator or from the router's escalation."""
+
+    op: Literal["moderation.sanction"]
+    conversation_id: str  # the partition's policy key
+    user: str
+    kind: SanctionKind
+    until: int  # ms; 0 = no end (a ban); ignored for unban
+    strikes: int  # the user's strike count after this sanction; -1 keeps the count
+    at: int  # ms, when it was decided: on every partition, a later sanction wins
+    by: str
+    reason: str
+    action_id: str
+
+
+class ModerationRecord(TypedDict):
+    """One applied decision on chat.moderation (the audit trail and the moderators' queue)."""
+
+    id: str  # unique and deterministic: the sink upserts by it
+    kind: Literal[
+        "blocked", "flagged", "reported", "redacted", "restored", "dismissed", "sanction", "policy"
+    ]
+    conversation_id: str | None
+    seq: int | None
+    user: str | None  # whom it is about: the sender, or the sanctioned user
+    reason: str
+    source: str  # "rules", "classifier", "spam", "report", "moderator", "escalation"
+    by: str | None  # the moderator or reporter
+    evidence: dict[str, Any]
+    at: int
+
+
+# What the edge's moderation API puts on chat.commands.
+ModerationCommand = ModeratorAction | PolicyCommand | SanctionCommand | ReportCommand
+
+# Which queue entries a record opens or closes (the sink keeps the queue, docs/moderation.md).
+QUEUE_OPENS = {"flagged": "open", "reported": "open", "redacted": "redacted"}
+QUEUE_CLOSES = {"restored", "dismissed"}
+
+
+@functools.lru_cache(maxsize=64)
+def policy_keys(partitions: int) -> tuple[str, ...]:
+    """For each partition of chat.commands, the key of its copy of the moderation policy: the
+    first ``moderation-policy:<n>`` that the default partitioner places there. Broadcasting a
+    policy change is producing one record per key; each router partition keeps its own row."""
+    keys: list[str | None] = [None] * partitions
+    n = 0
+    while None in keys:
+        key = f"moderation-policy:{n}"
+        p = partition_for(key, partitions)
+        if keys[p] is None:
+            keys[p] = key
+        n += 1
+    return tuple(k for k in keys if k is not None)
+
+
+def policy_key_of(conversation_id: str, partitions: int) -> str:
+    """The policy row the router reads for a conversation: the copy on its partition."""
+    return policy_keys(partitions)[partition_for(conversation_id, partitions)]
 
 
 # --------------------------------------------------------------------------- chat.users (edge)

@@ -16,12 +16,26 @@ from chat import protocol
 from chat.settings import DEV_JWT_SECRET, Settings, SettingsError
 
 MAX_LEEWAY_S = 30
+MODERATOR_ROLE = "moderator"
+MAX_ROLES = 16
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
     user: str
     expires_at: float  # seconds since epoch
+    # The token's `roles` claim (["moderator"] opens the moderation API, docs/moderation.md).
+    roles: frozenset[str] = frozenset()
+    # The token's `account_created` claim (epoch seconds), for the new-account rule.
+    account_created: float | None = None
+
+    @property
+    def account_created_ms(self) -> int | None:
+        return None if self.account_created is None else int(self.account_created * 1000)
+
+    @property
+    def is_moderator(self) -> bool:
+        return MODERATOR_ROLE in self.roles
 
 
 class Unauthorized(Exception):
@@ -213,7 +227,32 @@ class TokenVerifier:
         exp = claims.get("exp")
         if isinstance(exp, bool) or not isinstance(exp, int | float):
             raise Unauthorized("exp is not a number")
-        return Identity(user=user, expires_at=float(exp) + self.leeway)
+        return Identity(
+            user=user,
+            expires_at=float(exp) + self.leeway,
+            roles=_roles(claims.get("roles")),
+            account_created=_epoch_seconds(claims.get("account_created"), "account_created"),
+        )
+
+
+def _roles(claim: object) -> frozenset[str]:
+    if claim is None:
+        return frozenset()
+    if (
+        not isinstance(claim, list)
+        or len(claim) > MAX_ROLES
+        or not all(isinstance(r, str) and 0 < len(r) <= 64 for r in claim)
+    ):
+        raise Unauthorized(f"roles must be a list of at most {MAX_ROLES} short strings")
+    return frozenset(claim)
+
+
+def _epoch_seconds(claim: object, name: str) -> float | None:
+    if claim is None:
+        return None
+    if isinstance(claim, bool) or not isinstance(claim, int | float) or claim < 0:
+        raise Unauthorized(f"{name} is not a time in seconds")
+    return float(claim)
 
 
 def token_from_request(request: web.Request) -> str | None:
@@ -230,12 +269,22 @@ def authenticate(request: web.Request, verifier: TokenVerifier) -> Identity:
     return verifier.verify(token)
 
 
-def mint_token(settings: Settings, user: str, ttl_s: int | None = None) -> tuple[str, int]:
+def mint_token(
+    settings: Settings,
+    user: str,
+    ttl_s: int | None = None,
+    roles: list[str] | None = None,
+    account_created: int | None = None,
+) -> tuple[str, int]:
     """A HS256 token for local use (``POST /v1/dev/token``, ``python -m edge.token``)."""
     if not protocol.is_user_id(user):
         raise ValueError("user ids are 1-64 characters of [A-Za-z0-9_.@-]")
     expires_at = int(time.time()) + (ttl_s or settings.dev_token_ttl_s)
     claims: dict[str, Any] = {"sub": user, "exp": expires_at, "iat": int(time.time())}
+    if roles:
+        claims["roles"] = roles
+    if account_created is not None:
+        claims["account_created"] = account_created
     if settings.jwt_audience:
         claims["aud"] = settings.jwt_audience
     if settings.jwt_issuer:

@@ -49,6 +49,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             ws,
             identity.expires_at,
             max_queued_bytes=node.settings.max_queued_bytes,
+            account_created_ms=identity.account_created_ms,
         )
         node.hub.add(session)
         try:

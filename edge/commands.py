@@ -51,6 +51,8 @@ def frame_limit(settings: Settings, frame: ClientFrame) -> tuple[Limit, int]:
         return Limit("typing", s.typing_per_s, s.typing_burst), 1
     if kind.startswith("conversation."):
         return Limit("conv", s.conversation_ops_per_s, s.conversation_ops_burst), 1
+    if kind == "message.report":
+        return Limit("report", s.reports_per_s, s.reports_burst), 1
     if kind in ("message.delivered", "receipt.read"):
         return Limit("receipt", s.receipts_per_s, s.receipts_burst), 1
     if kind == "sync":
@@ -138,7 +140,12 @@ async def on_send(ctx: CommandContext, session: Session, frame: ClientFrame) -> 
         session.pending_sends.setdefault(f["client_msg_id"], time.monotonic())
     at = origin(ctx, session, frame)
     command = records.send_message(
-        f["conversation_id"], session.user, at, f["client_msg_id"], f["body"]
+        f["conversation_id"],
+        session.user,
+        at,
+        f["client_msg_id"],
+        f["body"],
+        session.account_created_ms,
     )
     if attachments:
         command["attachments"] = attachments
@@ -157,6 +164,14 @@ async def resolve_attachments(
         raise ProtocolError(protocol.UNAVAILABLE, "media are not available here", frame.id)
     return await ctx.media.resolve_attachments(
         session.user, frame.fields["conversation_id"], media_ids, frame.id
+    )
+
+
+async def on_report(ctx: CommandContext, session: Session, frame: ClientFrame) -> None:
+    f = frame.fields
+    at = origin(ctx, session, frame)
+    await ctx.kafka.send_command(
+        records.report(f["conversation_id"], session.user, at, f["seq"], f["reason"], f["note"])
     )
 
 
@@ -215,6 +230,7 @@ HANDLERS = {
     "conversation.remove_members": on_remove_members,
     "message.send": on_send,
     "message.delivered": on_delivered,
+    "message.report": on_report,
     "receipt.read": on_read,
     "typing": on_typing,
     "sync": on_sync,

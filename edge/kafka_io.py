@@ -183,7 +183,7 @@ class KafkaIO:
         finally:
             lane.flushing = False
 
-    async def send_command(self, command: records.Command) -> None:
+    async def send_command(self, command: records.Command | records.ModerationCommand) -> None:
         """A command on chat.commands, keyed by its conversation."""
         await self._send(self.commands_topic, command["conversation_id"], command)
 

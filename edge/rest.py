@@ -13,8 +13,9 @@ from aiohttp.typedefs import Middleware
 
 from chat import protocol
 from chat.settings import Settings
-from edge import metrics
+from edge import metrics, moderation_api
 from edge.auth import Identity, TokenVerifier, Unauthorized, authenticate, mint_token
+from edge.kafka_io import KafkaIO
 from edge.ratelimit import Limit, RateLimiter
 from edge.store import DEFAULT_CONVERSATIONS_PAGE, DEFAULT_PAGE, Store
 from edge.tickets import Tickets, TicketsUnavailable
@@ -65,6 +66,7 @@ def add_routes(
     settings: Settings,
     limiter: RateLimiter,
     tickets: Tickets,
+    kafka: KafkaIO,
 ) -> None:
     user_limit = Limit("rest", settings.rest_per_s, settings.rest_burst)
 
@@ -111,7 +113,12 @@ def add_routes(
         after = int_param(request, "after", minimum=0, maximum=MAX_CURSOR)
         limit = int_param(request, "limit", minimum=1, maximum=MAX_PAGE)
         messages = await store.history(
-            doc["_id"], int(doc.get("last_seq", 0)), before, after, limit or DEFAULT_PAGE
+            doc["_id"],
+            int(doc.get("last_seq", 0)),
+            before,
+            after,
+            limit or DEFAULT_PAGE,
+            moderated_at=int(doc.get("moderated_at", 0)),
         )
         return web.json_response({"messages": messages})
 
@@ -133,7 +140,8 @@ def add_routes(
             body = await request.json()
         except ValueError:
             body = None
-        user = body.get("user") if isinstance(body, dict) else None
+        body = body if isinstance(body, dict) else {}
+        user = body.get("user")
         if not isinstance(user, str) or not protocol.is_user_id(user):
             return web.json_response(
                 {
@@ -142,7 +150,21 @@ def add_routes(
                 },
                 status=400,
             )
-        token, expires_at = mint_token(settings, user)
+        # Development only: any claim a real identity provider would set.
+        roles = body.get("roles")
+        created = body.get("account_created")
+        if not (
+            roles is None or (isinstance(roles, list) and all(r in ("moderator",) for r in roles))
+        ):
+            return web.json_response(
+                {"error": "bad_request", "message": 'roles may only hold "moderator"'}, status=400
+            )
+        if not (created is None or (isinstance(created, int) and not isinstance(created, bool))):
+            return web.json_response(
+                {"error": "bad_request", "message": "account_created is epoch seconds"},
+                status=400,
+            )
+        token, expires_at = mint_token(settings, user, roles=roles, account_created=created)
         return web.json_response({"token": token, "user": user, "expires_at": expires_at})
 
     app.router.add_post("/v1/ws-ticket", ws_ticket)
@@ -151,6 +173,7 @@ def add_routes(
     app.router.add_get("/v1/conversations/{conversation_id}/receipts", list_receipts)
     if settings.is_dev:
         app.router.add_post("/v1/dev/token", dev_token)
+    moderation_api.add_routes(app, store, kafka, settings, identify)
 
 
 def int_param(

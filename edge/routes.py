@@ -25,7 +25,9 @@ def add_routes(app: web.Application, node: EdgeNode) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    rest.add_routes(app, node.store, node.verifier, node.settings, node.limiter, node.tickets)
+    rest.add_routes(
+        app, node.store, node.verifier, node.settings, node.limiter, node.tickets, node.kafka
+    )
     media.add_routes(app, node.media)
     add_web_client(app, node.settings)
 

@@ -72,6 +72,7 @@ class Session:
         "_socket_gone",
         "_writer",
         "_written",
+        "account_created_ms",
         "closing",
         "expires_at",
         "id",
@@ -90,9 +91,11 @@ class Session:
         ws: web.WebSocketResponse,
         expires_at: float,
         max_queued_bytes: int = MAX_QUEUED_BYTES,
+        account_created_ms: int | None = None,
     ) -> None:
         self.id = session_id
         self.user = user
+        self.account_created_ms = account_created_ms  # the token's claim, for the moderation rules
         self.ws = ws
         self.expires_at = expires_at  # the token's exp (epoch seconds): closed with 4003 then
         # Users whose presence this session subscribed to, and whether each is visible to it

@@ -91,19 +91,58 @@ class Store:
             {"conversation_id": conversation_id, "seq": {"$gte": first, "$lte": last}},
             MESSAGE_FIELDS,
         ).sort("seq", ASCENDING)
-        return [m async for m in cursor]
+        return await self.with_redactions(conversation_id, [m async for m in cursor])
+
+    async def with_redactions(
+        self, conversation_id: str, messages: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Messages that moderation hid become placeholders (same seq, no body, the reason):
+        a reader sees seqs without gaps and nothing of what was hidden."""
+        if not messages:
+            return messages
+        seqs = [m["seq"] for m in messages]
+        hidden = {
+            r["seq"]: r.get("reason", "")
+            async for r in self.db.redactions.find(
+                {
+                    "conversation_id": conversation_id,
+                    "seq": {"$gte": min(seqs), "$lte": max(seqs)},
+                    "hidden": True,
+                },
+                {"seq": 1, "reason": 1},
+            )
+        }
+        if not hidden:
+            return messages
+        return [
+            {**m, "body": "", "redacted": {"reason": hidden[m["seq"]]}} if m["seq"] in hidden else m
+            for m in messages
+        ]
+
+    async def message(self, conversation_id: str, seq: int) -> dict[str, Any] | None:
+        """One stored message as it was sent (moderators see what was hidden)."""
+        return await self.db.messages.find_one(
+            {"conversation_id": conversation_id, "seq": seq}, MESSAGE_FIELDS
+        )
 
     async def history(
-        self, conversation_id: str, last_seq: int, before: int | None, after: int | None, limit: int
+        self,
+        conversation_id: str,
+        last_seq: int,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        moderated_at: int = 0,
     ) -> list[dict[str, Any]]:
         """Ascending by seq. ``after``: the first ``limit`` after it; otherwise the last ``limit``
         (below ``before`` when given).
 
         The latest default page is cached in Redis under the conversation's ``last_seq`` as the
-        sink last recorded it (the sink writes messages before it raises ``last_seq``): a page
-        cached for one ``last_seq`` never changes, so the cache needs no invalidation.
+        sink last recorded it (the sink writes messages before it raises ``last_seq``) and when
+        moderation last hid or restored one of its messages (written after the redactions):
+        a page cached for one pair never changes, so the cache needs no invalidation.
         """
-        cache_key = f"{history_key(conversation_id)}:{last_seq}"
+        cache_key = f"{history_key(conversation_id)}:{last_seq}:{moderated_at}"
         cacheable = before is None and after is None and limit == DEFAULT_PAGE
         if cacheable:
             cached = await self._cached_page(cache_key)
@@ -128,6 +167,7 @@ class Store:
             )
             page = [m async for m in cursor]
             page.reverse()
+        page = await self.with_redactions(conversation_id, page)
         if cacheable:
             await self._cache_page(cache_key, page)
         return page

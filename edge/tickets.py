@@ -40,7 +40,8 @@ class Tickets:
     async def issue(self, identity: Identity) -> tuple[str, int]:
         """A new ticket for ``identity`` and when it lapses (ms since epoch)."""
         ticket = secrets.token_urlsafe(32)
-        value = f"{identity.user}|{identity.expires_at}"
+        created = "" if identity.account_created is None else str(identity.account_created)
+        value = f"{identity.user}|{identity.expires_at}|{created}"
         try:
             await self.redis.set(ws_ticket_key(_digest(ticket)), value, ex=self.ttl_s, nx=True)
         except (RedisError, OSError) as exc:
@@ -58,10 +59,16 @@ class Tickets:
             raise Unauthorized("tickets unavailable") from None
         if raw is None:
             raise Unauthorized("unknown, used or expired ticket")
-        user, _, expires = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition("|")
+        user, _, rest = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition("|")
+        expires, _, created = rest.partition("|")
         if not protocol.is_user_id(user):
             raise Unauthorized("bad ticket record")
-        identity = Identity(user=user, expires_at=float(expires))
+        # A ticket carries no roles: the WebSocket needs none (moderation is REST).
+        identity = Identity(
+            user=user,
+            expires_at=float(expires),
+            account_created=float(created) if created else None,
+        )
         if identity.expires_at <= time.time():
             raise Unauthorized("the token behind the ticket has expired")
         return identity

@@ -1,8 +1,10 @@
-"""MongoDB sink: ``chat.messages``, ``chat.conversations``, ``chat.receipts`` → MongoDB.
+"""MongoDB sink: ``chat.messages``, ``chat.conversations``, ``chat.receipts``,
+``chat.moderation`` → MongoDB.
 
-    chat.messages ──┐
+    chat.messages ──────┐
     chat.conversations ─┼─▶ mongo sink ──▶ messages / conversations / receipts collections
-    chat.receipts ──┘
+    chat.receipts ──────┤
+    chat.moderation ────┘              └─▶ moderation (audit) / moderation_queue / redactions
 
 Writes on natural keys (``_id`` = ``<conversation_id>:<seq>``, the conversation id,
 ``<conversation_id>|<user>``): a message is inserted once (a replayed one is refused as a
@@ -53,6 +55,54 @@ class BatchOps:
         self.conversations: dict[str, dict[str, Any]] = {}
         self.receipts: dict[str, dict[str, Any]] = {}
         self.media: dict[str, dict[str, Any]] = {}
+        self.audit: list[InsertOne[dict[str, Any]]] = []
+        self.queue: list[UpdateOne] = []
+        self.redactions: list[UpdateOne] = []
+        self.moderated_at: dict[str, int] = {}
+
+    def add_moderation(self, record: dict[str, Any]) -> None:
+        """An applied moderation decision: the audit trail (inserted once by its id), the
+        moderators' queue entry of its message, and whether that message is hidden. The
+        conversation's ``moderated_at`` moves too: the edge's history cache is keyed by it."""
+        self.audit.append(InsertOne({"_id": record["id"], **record}))
+        cid, seq, kind = record.get("conversation_id"), record.get("seq"), record["kind"]
+        if cid is None or seq is None:
+            return
+        key = f"{cid}:{seq}"
+        entry = {k: record[k] for k in ("id", "kind", "reason", "source", "by", "evidence", "at")}
+        if kind in records.QUEUE_OPENS or kind in records.QUEUE_CLOSES:
+            by_moderator = record["source"] == "moderator"
+            if kind in records.QUEUE_CLOSES or by_moderator:
+                status = "resolved"
+            else:
+                status = records.QUEUE_OPENS[kind]
+            update: dict[str, Any] = {
+                "$setOnInsert": {"conversation_id": cid, "seq": seq, "first_at": record["at"]},
+                "$set": {"status": status},
+                "$max": {"last_at": record["at"]},
+                "$addToSet": {"entries": entry},
+            }
+            if record.get("user"):
+                update["$set"]["sender"] = record["user"]
+            self.queue.append(UpdateOne({"_id": key}, update, upsert=True))
+        if kind in ("redacted", "restored"):
+            hidden = kind == "redacted"
+            self.redactions.append(
+                UpdateOne(
+                    {"_id": key},
+                    {
+                        "$set": {
+                            "conversation_id": cid,
+                            "seq": seq,
+                            "hidden": hidden,
+                            "reason": record["reason"],
+                            "at": record["at"],
+                        }
+                    },
+                    upsert=True,
+                )
+            )
+            self.moderated_at[cid] = max(record["at"], self.moderated_at.get(cid, 0))
 
     def add_message(self, message: dict[str, Any]) -> None:
         cid, seq = message["conversation_id"], message["seq"]
@@ -106,10 +156,18 @@ class BatchOps:
             UpdateOne({"_id": cid}, {"$max": {"last_seq": seq}}, upsert=True)
             for cid, seq in self.last_seqs.items()
         ]
+        # After the redactions they announce (the history cache is keyed by it).
+        conversations += [
+            UpdateOne({"_id": cid}, {"$max": {"moderated_at": at}}, upsert=True)
+            for cid, at in self.moderated_at.items()
+        ]
         return [
             (name, ops)
             for name, ops in (
                 ("messages", self.messages),
+                ("moderation", self.audit),
+                ("moderation_queue", self.queue),
+                ("redactions", self.redactions),
                 ("receipts", receipts),
                 (
                     "media",
@@ -142,6 +200,7 @@ class MongoSink:
             settings.topic("conversations"): BatchOps.add_conversation,
             settings.topic("receipts"): BatchOps.add_receipt,
             settings.topic("media"): BatchOps.add_media,
+            settings.topic("moderation"): BatchOps.add_moderation,
         }
         self.mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             settings.mongo_url, serverSelectionTimeoutMS=3000, socketTimeoutMS=30_000
@@ -169,6 +228,9 @@ class MongoSink:
         await self.db.conversations.create_index([("members", ASCENDING)])
         await self.db.receipts.create_index([("conversation_id", ASCENDING)])
         await self.db.media.create_index([("owner", ASCENDING)])
+        await self.db.redactions.create_index([("conversation_id", ASCENDING), ("seq", ASCENDING)])
+        await self.db.moderation_queue.create_index([("status", ASCENDING), ("last_at", ASCENDING)])
+        await self.db.moderation.create_index([("at", ASCENDING)])
 
     async def run(self) -> None:
         await self.consumer.start()
@@ -194,7 +256,7 @@ class MongoSink:
         while True:
             try:
                 for collection, ops in writes:
-                    if collection == "messages":
+                    if collection in ("messages", "moderation"):
                         await insert_new(self.db[collection], ops)
                     else:
                         await self.db[collection].bulk_write(ops, ordered=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from chat.records import Message, dumps
+from chat.records import Message, dumps, redacted_copy
 
 TABLE = "inbox"
 
@@ -102,6 +102,27 @@ def mark_delivered(row: InboxRow, conversation_id: str, seq: int) -> InboxRow:
     entry["delivered"] = seq
     entry["pending"] = [m for m in entry["pending"] if m["seq"] > seq]
     return {**row, conversation_id: entry}
+
+
+def redact(row: InboxRow, conversation_id: str, seq: int, reason: str) -> InboxRow:
+    """A pending message hidden by moderation becomes its placeholder (same seq, no body)."""
+    entry = row.get(conversation_id)
+    if entry is None or not any(m["seq"] == seq for m in entry["pending"]):
+        return row
+    new = _entry(row, conversation_id)
+    new["pending"] = [redacted_copy(m, reason) if m["seq"] == seq else m for m in new["pending"]]
+    return {**row, conversation_id: new}
+
+
+def restore(row: InboxRow, message: Message) -> InboxRow:
+    """A pending placeholder becomes the message again (a moderator restored it)."""
+    cid, seq = message["conversation_id"], message["seq"]
+    entry = row.get(cid)
+    if entry is None or not any(m["seq"] == seq for m in entry["pending"]):
+        return row
+    new = _entry(row, cid)
+    new["pending"] = [message if m["seq"] == seq else m for m in new["pending"]]
+    return {**row, cid: new}
 
 
 def sync_reply(

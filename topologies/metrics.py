@@ -29,6 +29,16 @@ batch_records = Histogram(
     ["agent"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
+moderation_blocked = Counter(
+    "chat_moderation_blocked_total",
+    "Messages the router's inline rules refused, by reason",
+    ["reason"],
+)
+moderation_decisions = Counter(
+    "chat_moderation_decisions_total",
+    "Detector decisions the router applied",
+    ["source", "reason", "action"],
+)
 dead_letters = Counter(
     "chat_worker_dead_letters_total",
     "Records the broker refused for good, written to the dead-letter topic instead",
@@ -55,7 +65,6 @@ event_age_seconds = Histogram(
     ["agent"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-
 
 agent_lag_seconds = Gauge(
     "chat_worker_agent_lag_seconds",

@@ -8,7 +8,11 @@ stages rows and outputs through the :class:`~topologies.batch.Batch`; the runtim
                              ├─▶ chat.conversations  (latest state, compacted)
                              ├─▶ chat.receipts       (cursors, compacted)
                              ├─▶ chat.users          (one event per member, bundled)
-                             └─▶ chat.deliver        (ack / ok / error to the origin session)
+                             ├─▶ chat.deliver        (ack / ok / error to the origin session)
+                             ├─▶ chat.moderation     (moderation decisions applied: the audit)
+                             └─▶ chat.commands       (sanctions broadcast to every partition)
+
+Moderation (the inline rules, decisions, reports) is in ``topologies/moderation.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from chat.records import Message
 from tables import conversations, receipts, sequences, typing_state
 from tables.conversations import ConversationRow, Rejected
 from tables.receipts import Cursors
-from topologies import memberships, metrics
+from topologies import memberships, metrics, moderation
 from topologies.batch import Batch, Event
 from topologies.timers import Worker
 
@@ -50,6 +54,8 @@ def route(batch: Batch, events: list[Event]) -> None:
                 handle_receipt(batch, command, moved)
             else:
                 handler(batch, command, event.at)
+        except moderation.Blocked as exc:
+            reply_error(batch, origin, exc.code, exc.message, reason=exc.reason)
         except Rejected as exc:
             reply_error(batch, origin, exc.code, exc.message)
         except Exception:
@@ -59,9 +65,11 @@ def route(batch: Batch, events: list[Event]) -> None:
     publish_receipts(batch, moved)
 
 
-def reply_error(batch: Batch, origin: Any, code: str, message: str) -> None:
+def reply_error(
+    batch: Batch, origin: Any, code: str, message: str, reason: str | None = None
+) -> None:
     if origin:
-        frame = protocol.error_frame(code, message, origin.get("id"))
+        frame = protocol.error_frame(code, message, origin.get("id"), reason=reason)
         batch.deliver(origin["slot"], [origin["session"]], frame)
 
 
@@ -172,6 +180,7 @@ def handle_send(batch: Batch, command: dict[str, Any], at: int) -> None:
         )
         metrics.duplicate_sends.inc()
         return
+    moderation.check_send(batch, command, at)
     new_row, seq, ts = sequences.assign(
         seq_row, sender, client_msg_id, at, batch.settings.dedup_window
     )
@@ -183,6 +192,8 @@ def handle_send(batch: Batch, command: dict[str, Any], at: int) -> None:
         ts=ts,
         client_msg_id=client_msg_id,
     )
+    if moderation.is_new_account(batch, command, at):
+        message["new_account"] = True
     if command.get("attachments"):
         # Resolved and checked by the edge (owned by the sender, ready): copied as they are.
         message["attachments"] = command["attachments"]
@@ -322,4 +333,5 @@ HANDLERS: dict[str, Callable[..., None]] = {
     "receipt.read": handle_receipt,
     "typing": handle_typing,
     "typing.expire": handle_typing_expire,
+    **moderation.HANDLERS,
 }

@@ -63,6 +63,20 @@ def handle_user_event(batch: Batch, user: str, record: dict[str, Any], at: int) 
         send_to_sessions(batch, user, record["frame"])
     elif op == "frame":
         send_to_sessions(batch, user, record["frame"])
+    elif op == "redacted":
+        frame = record["frame"]
+        row = batch.row(INBOX, user) or {}
+        new_row = inbox.redact(row, frame["conversation_id"], frame["seq"], frame["reason"])
+        if new_row is not row:
+            batch.stage_row(INBOX, user, new_row)
+        send_to_sessions(batch, user, frame)
+    elif op == "restored":
+        frame = record["frame"]
+        row = batch.row(INBOX, user) or {}
+        new_row = inbox.restore(row, frame["message"])
+        if new_row is not row:
+            batch.stage_row(INBOX, user, new_row)
+        send_to_sessions(batch, user, frame)
     elif op == "sync":
         answer_sync(batch, user, record)
     elif op == "presence.subscribe":

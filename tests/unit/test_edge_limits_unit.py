@@ -20,6 +20,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "conversation.remove_members": {"conversation_id": "grp:" + "a" * 32, "members": ["bob"]},
     "message.send": {"conversation_id": "dm:a:b", "client_msg_id": "c", "body": "hi"},
     "message.delivered": {"conversation_id": "dm:a:b", "seq": 1},
+    "message.report": {"conversation_id": "dm:a:b", "seq": 1, "reason": "spam"},
     "receipt.read": {"conversation_id": "dm:a:b", "seq": 1},
     "typing": {"conversation_id": "dm:a:b", "state": "start"},
     "sync": {},

@@ -541,6 +541,7 @@ def test_every_client_type_has_a_valid_example() -> None:
         "conversation.remove_members": {"conversation_id": GRP, "members": ["bob"]},
         "message.send": {"conversation_id": DM, "client_msg_id": "1", "body": "b"},
         "message.delivered": {"conversation_id": DM, "seq": 1},
+        "message.report": {"conversation_id": DM, "seq": 1, "reason": "spam"},
         "receipt.read": {"conversation_id": DM, "seq": 1},
         "typing": {"conversation_id": DM, "state": "start"},
         "sync": {},
