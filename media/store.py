@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
+from urllib.parse import quote
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -167,6 +168,4 @@ def _status(exc: ClientError) -> int:
 
 
 def _rfc5987(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
