@@ -139,27 +139,21 @@ class Settings:
     # is split beyond this many bytes.
     bundle_max_bytes: int = 512 * 1024
     dedup_window: int = 256
-    # The detectors behind delivery (docs/moderation.md#classifier, #spam-detection): the
-    # classifier and spam agents. False leaves them out of the workers (a measurement switch).
-    moderation_agents: bool = True
-    # The classifier's probability of offensive language: at or above the first a message is
-    # flagged for a moderator, at or above the second it is redacted and the sender struck.
-    moderation_flag_threshold: float = 0.9
-    moderation_redact_threshold: float = 0.99
-    # A campaign: one text (or a near-duplicate) or one link in at least this many
-    # conversations within the window, at least this many conversations per distinct sender
-    # (people sharing a popular link each send it to a few conversations, a spammer to many).
-    spam_window_s: int = 600
-    spam_min_conversations: int = 10
-    spam_conversations_per_sender: int = 5
-    # Texts shorter than this (after folding case and punctuation) are not compared: "ok",
-    # "thanks!" and "see you" are sent everywhere by everyone.
-    spam_min_text_chars: int = 24
-    # A new account writing to this many conversations within the burst window.
-    spam_burst_conversations: int = 10
-    spam_burst_window_s: int = 60
-    # Messages one signature's row remembers while it is not (yet) a campaign.
-    spam_row_max_entries: int = 200
+    # Moderation (docs/moderation.md). The inline rules run in the router before a message is
+    # sequenced; false skips them (a measurement switch, not a production setting).
+    moderation_rules: bool = True
+    # Strikes against a user: the first is a warning, the second mutes for this long, and each
+    # further one for six times longer, up to a week.
+    moderation_mute_base_s: int = 600
+    # Users with a sanction or strikes that one router partition's policy row keeps (the row is
+    # one record: at ~60 bytes each this stays far below the broker's record limit). Expired
+    # mutes with the fewest strikes make room first.
+    moderation_max_sanctions: int = 5000
+    moderation_max_terms: int = 1000
+    moderation_max_domains: int = 1000
+    # message.report frames per user (report floods).
+    reports_per_s: float = 0.2
+    reports_burst: int = 10
     # Media (docs/media.md): bytes go to an S3-compatible object store, never through the edges
     # or Kafka. The edges and the media processor reach the store at the endpoint; clients
     # upload to and download from the public endpoint (empty: the same), which the presigned
@@ -204,6 +198,27 @@ class Settings:
     media_processor_group: str = "chat-media-processor"
     media_processor_concurrency: int = 2
     media_processor_port: int = 6072
+    # The detectors behind delivery (docs/moderation.md#classifier, #spam-detection): the
+    # classifier and spam agents. False leaves them out of the workers (a measurement switch).
+    moderation_agents: bool = True
+    # The classifier's probability of offensive language: at or above the first a message is
+    # flagged for a moderator, at or above the second it is redacted and the sender struck.
+    moderation_flag_threshold: float = 0.9
+    moderation_redact_threshold: float = 0.99
+    # A campaign: one text (or a near-duplicate) or one link in at least this many
+    # conversations within the window, at least this many conversations per distinct sender
+    # (people sharing a popular link each send it to a few conversations, a spammer to many).
+    spam_window_s: int = 600
+    spam_min_conversations: int = 10
+    spam_conversations_per_sender: int = 5
+    # Texts shorter than this (after folding case and punctuation) are not compared: "ok",
+    # "thanks!" and "see you" are sent everywhere by everyone.
+    spam_min_text_chars: int = 24
+    # A new account writing to this many conversations within the burst window.
+    spam_burst_conversations: int = 10
+    spam_burst_window_s: int = 60
+    # Messages one signature's row remembers while it is not (yet) a campaign.
+    spam_row_max_entries: int = 200
     # Sink
     sink_group: str = "chat-mongo-sink"
     sink_batch: int = 500
