@@ -93,6 +93,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "dashboards, anything new",
             COMPACTED,
         ),
+        # Every moderation decision the router applied, with its evidence: the audit trail
+        # and the moderators' queue (docs/moderation.md). Kept like the messages it judges.
+        spec(
+            "moderation",
+            conv,
+            "conversation_id (user:<id> for a sanction, policy for the rules)",
+            "router",
+            "mongo sink, anything new",
+            KEEP_FOREVER,
+        ),
         # What the spam detector compares across conversations (docs/moderation.md#spam-detection):
         # one event per signature of a message (a text's MinHash band, a link), keyed by it, so
         # that every message sharing a signature meets in one row of spam-campaigns. Derived from

@@ -21,6 +21,7 @@ from tables import activity as activity_table
 from tables import (
     conversations,
     inbox,
+    moderation,
     presence_subscribers,
     receipts,
     sequences,
@@ -53,8 +54,23 @@ AGENTS: tuple[AgentSpec, ...] = (
     AgentSpec(
         name="router",
         source="commands",
-        tables=(conversations.TABLE, sequences.TABLE, receipts.TABLE, typing_state.TABLE),
-        outputs=("messages", "conversations", "receipts", "users", "deliver"),
+        tables=(
+            conversations.TABLE,
+            sequences.TABLE,
+            receipts.TABLE,
+            typing_state.TABLE,
+            moderation.POLICY,
+            moderation.MODERATED,
+        ),
+        outputs=(
+            "messages",
+            "conversations",
+            "receipts",
+            "users",
+            "deliver",
+            "moderation",
+            "commands",
+        ),
         handler=router.route,
         timers=(Timer(1.0, router.expire_typing), Timer(5.0, memberships.rebuild_cache)),
     ),
@@ -75,14 +91,6 @@ AGENTS: tuple[AgentSpec, ...] = (
         tables=(activity_table.TABLE,),
         outputs=("activity",),
         handler=activity.count_activity,
-    ),
-    AgentSpec(
-        name="media",
-        source="media-commands",
-        tables=(media_table.TABLE,),
-        outputs=("media",),
-        handler=media_agent.apply_commands,
-        timers=(Timer(1.0, media_agent.expire_media),),
     ),
     # The detectors behind delivery (docs/moderation.md#classifier, #spam-detection): their
     # decisions go to the router as commands.
@@ -110,6 +118,14 @@ AGENTS: tuple[AgentSpec, ...] = (
         handler=spam.find_campaigns,
         timers=(Timer(30.0, spam.expire_quiet_rows),),
         switch="moderation_agents",
+    ),
+    AgentSpec(
+        name="media",
+        source="media-commands",
+        tables=(media_table.TABLE,),
+        outputs=("media",),
+        handler=media_agent.apply_commands,
+        timers=(Timer(1.0, media_agent.expire_media),),
     ),
 )
 
