@@ -225,6 +225,8 @@ async def take_batches(stream: Any, max_events: int) -> AsyncIterator[list[Any]]
 def register(agent: AgentSpec) -> None:
     source = TOPICS[agent.source]
     views = {name: TABLES[name] for name in agent.tables}
+    if "compact" not in source.config.get("cleanup.policy", ""):
+        faust_fixes.no_gap_acks_on({source.name})
 
     async def run(stream: Any) -> None:
         async for batch_events in take_batches(stream, MAX_BATCH_RECORDS):
