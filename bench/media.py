@@ -67,7 +67,7 @@ def photo(seed: int, width: int = 2000, height: int = 1500) -> bytes:
     base = Image.linear_gradient("L").resize((width, height)).convert("RGB")
     noise = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
     out = io.BytesIO()
-    Image.blend(base, noise, 0.35).save(out, "JPEG", quality=88)
+    Image.blend(base, noise, 0.4).save(out, "JPEG", quality=92)
     return out.getvalue()
 
 
@@ -250,6 +250,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print("throughput", json.dumps(out["throughput"]), flush=True)
             # 3. text latency before and during a burst of concurrent uploads
             wa, wb, cid = await chat_pair(http, settings, base, run_id)
+            # Unmeasured: the conversation's first messages (new rows, first batches).
+            await text_latency(wa, wb, cid, args.rate, 5.0, "warm")
             out["text_before"] = await text_latency(wa, wb, cid, args.rate, args.phase_s, "before")
             burst_users = [f"b{i}-{run_id}" for i in range(args.burst)]
             burst = asyncio.gather(

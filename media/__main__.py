@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -17,6 +18,9 @@ from chat.settings import SettingsError, load_settings
 from media.processor import MediaProcessor
 
 log = logging.getLogger("chat.media")
+# Verification is background work: on a host shared with edges and workers (make run, compose,
+# one small VM) it yields the CPU to the chat path; alone on its own pod it changes nothing.
+NICENESS = 10
 
 
 async def serve(processor: MediaProcessor, host: str, port: int) -> web.AppRunner:
@@ -68,6 +72,7 @@ def main() -> None:
         sys.exit(2)
     setup_logging("media", settings.log_level)
     exit_unless_kafka_accepts(settings, "media processor")
+    os.nice(NICENESS)
     try:
         asyncio.run(main_async())
     except Exception as exc:
