@@ -110,8 +110,11 @@ def cmd_topology(settings: Settings, args: argparse.Namespace) -> int:
         for table in agent.tables:
             changelog = changelog_name(settings, table)
             print(f"  {'':<16}table {table:<22} changelog {changelog}")
-    sources = ", ".join(settings.topic(t) for t in ("messages", "conversations", "receipts"))
-    print(f"  {sources} --> [mongo sink] --> MongoDB")
+    sink = [s.name for s in topic_specs(settings) if "mongo sink" in s.readers.lower()]
+    print(f"  {', '.join(sink)} --> [mongo sink] --> MongoDB")
+    # The one process that does I/O on the media's bytes (docs/media.md).
+    verdicts = settings.topic("media-commands")
+    print(f"  {settings.topic('media')} --> [media processor] --> object store, {verdicts}")
     return 0
 
 
