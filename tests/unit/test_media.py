@@ -4,16 +4,19 @@ agent's handler, and the verification of bytes (sniffing, bombs, metadata stripp
 from __future__ import annotations
 
 import io
+import json
 import uuid
 import zlib
 
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from chat import protocol
 from chat.keys import media_key
 from chat.protocol import ProtocolError
 from chat.settings import load_settings
+from edge.media import _decode, attachment, clean_name, public
 from media import verify
 from tables import media
 from topologies.batch import Batch, Event
@@ -47,8 +50,6 @@ def test_attachments_are_validated() -> None:
 
 
 def protocol_json(frame: dict[str, object]) -> str:
-    import json
-
     return json.dumps(frame)
 
 
@@ -178,3 +179,47 @@ def test_a_bomb_is_judged_by_its_header() -> None:
     # Under Pillow's own limit but over ours: refused before decoding too.
     result = verify.inspect(png(300, 300), "image/png", ALLOWED, 50_000, 64)
     assert isinstance(result, verify.Rejected) and "too large" in result.reason
+
+
+def test_file_names_lose_paths_and_control_characters() -> None:
+    assert clean_name("C:\\Users\\me\\holiday.jpg") == "holiday.jpg"
+    assert clean_name("../../etc/passwd") == "passwd"
+    assert clean_name("a\u202eb\x00c.png") == "abc.png"  # bidi override and NUL dropped
+    for bad in ("", "///", 7, "x" * 300):
+        with pytest.raises(web.HTTPBadRequest):
+            clean_name(bad)
+
+
+def test_what_clients_are_told_of_a_media() -> None:
+    cached = {
+        b"id": MID.encode(),
+        b"owner": b"alice",
+        b"status": b"ready",
+        b"name": b"a.png",
+        b"type": b"image/png",
+        b"size": b"9",
+        b"width": b"2",
+        b"height": b"3",
+        b"thumbnail": b"1",
+        b"placeholder": b"L00000fQfQfQfQfQfQfQfQfQfQfQ",
+        b"reason": b"",
+        b"created_at": b"1",
+        b"updated_at": b"2",
+    }
+    state = _decode(cached)
+    assert state["size"] == 9 and state["thumbnail"] is True
+    assert attachment(state) == {
+        "media_id": MID,
+        "name": "a.png",
+        "type": "image/png",
+        "size": 9,
+        "width": 2,
+        "height": 3,
+        "thumbnail": True,
+        "placeholder": "L00000fQfQfQfQfQfQfQfQfQfQfQ",
+    }
+    told = public(state)
+    assert "reason" not in told and "created_at" not in told and told["owner"] == "alice"
+    text = {**state, "type": "text/plain", "width": 0, "height": 0, "thumbnail": False}
+    text["placeholder"] = ""
+    assert attachment(text) == {"media_id": MID, "name": "a.png", "type": "text/plain", "size": 9}
