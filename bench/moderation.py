@@ -340,7 +340,9 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
 async def drive(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     rng, settings = run.rng, run.settings
     names = [f"user{i}" for i in range(args.users)]
-    async with aiohttp.ClientSession() as http:
+    # No pool limit: every user holds a WebSocket, and aiohttp's default pool of 100 would keep
+    # the 101st connection waiting for ever.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         users = {u: await connect(http, settings, u, i % 2) for i, u in enumerate(names)}
         spammers = [
             await connect(http, settings, f"spammer{i}", i % 2) for i in range(args.spammers)

@@ -217,7 +217,8 @@ class Settings:
     # A new account writing to this many conversations within the burst window.
     spam_burst_conversations: int = 10
     spam_burst_window_s: int = 60
-    # Messages one signature's row remembers while it is not (yet) a campaign.
+    # Messages one sender's row of the spam detector remembers (and sightings one signature's
+    # row keeps waiting for a campaign).
     spam_row_max_entries: int = 200
     # Sink
     sink_group: str = "chat-mongo-sink"

@@ -103,15 +103,24 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "mongo sink, anything new",
             KEEP_FOREVER,
         ),
-        # What the spam detector compares across conversations (docs/moderation.md#spam-detection):
-        # one event per signature of a message (a text's MinHash band, a link), keyed by it, so
-        # that every message sharing a signature meets in one row of spam-campaigns. Derived from
-        # chat.messages and only looked at within minutes: a day is plenty.
+        # The spam detector's stages (docs/moderation.md#spam-detection): a message's signatures
+        # (text bands, links) keyed by its sender, then the signatures a sender spreads, keyed
+        # by the signature. Derived from chat.messages and only looked at within minutes: a day
+        # is plenty.
         spec(
             "spam-signals",
             conv,
+            "sender user_id (bundles: partition = hash of it)",
+            "detectors agent, spam-senders timer (expiry)",
+            "spam-senders agent",
+            ONE_DAY,
+            bundled=True,
+        ),
+        spec(
+            "spam-spreads",
+            conv,
             "signature (bundles: partition = hash of it)",
-            "spam-signals agent, spam-campaigns timer (expiry)",
+            "spam-senders agent, spam-campaigns timer (expiry)",
             "spam-campaigns agent",
             ONE_DAY,
             bundled=True,

@@ -27,10 +27,11 @@ from tables import (
     sequences,
     sessions,
     spam_campaigns,
+    spam_senders,
     typing_state,
 )
 from tables import media as media_table
-from topologies import activity, classifier, memberships, router, spam
+from topologies import activity, detectors, memberships, router, spam
 from topologies import media as media_agent
 from topologies import sessions as sessions_agent
 from topologies.batch import Batch, Event
@@ -95,28 +96,29 @@ AGENTS: tuple[AgentSpec, ...] = (
     # The detectors behind delivery (docs/moderation.md#classifier, #spam-detection): their
     # decisions go to the router as commands.
     AgentSpec(
-        name="classifier",
+        name="detectors",
         source="messages",
         tables=(),
-        outputs=("commands",),
-        handler=classifier.classify,
+        outputs=("commands", "spam-signals"),
+        handler=detectors.judge,
         switch="moderation_agents",
     ),
     AgentSpec(
-        name="spam-signals",
-        source="messages",
-        tables=(),
-        outputs=("spam-signals", "commands"),
-        handler=spam.signal_messages,
+        name="spam-senders",
+        source="spam-signals",
+        tables=(spam_senders.TABLE,),
+        outputs=("spam-spreads", "commands"),
+        handler=spam.track_senders,
+        timers=(Timer(30.0, spam.expire_quiet_senders),),
         switch="moderation_agents",
     ),
     AgentSpec(
         name="spam-campaigns",
-        source="spam-signals",
+        source="spam-spreads",
         tables=(spam_campaigns.TABLE,),
         outputs=("commands",),
         handler=spam.find_campaigns,
-        timers=(Timer(30.0, spam.expire_quiet_rows),),
+        timers=(Timer(30.0, spam.expire_quiet_campaigns),),
         switch="moderation_agents",
     ),
     AgentSpec(

@@ -15,7 +15,7 @@ import pytest
 
 from chat import records
 from chat.settings import Settings
-from tables import spam_campaigns
+from tables import spam_campaigns, spam_senders
 from topologies import classifier, signatures, spam
 from topologies.batch import Batch, Event
 from topologies.topology import AGENTS, running_agents
@@ -63,19 +63,19 @@ def decisions(batch: Batch) -> list[dict[str, Any]]:
     return out
 
 
-def signal_events(batch: Batch) -> list[Event]:
-    """What spam-signals wrote, as spam-campaigns reads it: partition by partition, in order."""
+def bundled_events(batch: Batch, topic: str) -> list[Event]:
+    """What a stage wrote to ``topic``, as the next stage reads it: partition by partition."""
     out = []
-    for by_partition in batch.bundled.values():
-        for partition in sorted(by_partition):
-            for entry in by_partition[partition]:
-                key, event = orjson.loads(entry)
-                out.append(Event(key, event, event["ts"]))
+    by_partition = batch.bundled.get(topic, {})
+    for partition in sorted(by_partition):
+        for entry in by_partition[partition]:
+            key, event = orjson.loads(entry)
+            out.append(Event(key, event, 0))
     return out
 
 
 class Pipeline:
-    """spam-signals then spam-campaigns over the same tables, batch by batch."""
+    """The three spam stages over the same tables, batch by batch."""
 
     def __init__(self, settings: Settings = SETTINGS) -> None:
         self.settings = settings
@@ -84,8 +84,11 @@ class Pipeline:
 
     def send(self, events: list[Event]) -> list[dict[str, Any]]:
         first = run(self.tables, spam.signal_messages, events, self.settings)
-        second = run(self.tables, spam.find_campaigns, signal_events(first), self.settings)
-        new = decisions(first) + decisions(second)
+        signals = bundled_events(first, spam.SIGNALS)
+        second = run(self.tables, spam.track_senders, signals, self.settings)
+        spreads = bundled_events(second, spam.SPREADS)
+        third = run(self.tables, spam.find_campaigns, spreads, self.settings)
+        new = decisions(first) + decisions(second) + decisions(third)
         self.decided += new
         return new
 
@@ -309,13 +312,15 @@ def test_normal_chatter_is_not_flagged() -> None:
 
 def test_repeats_decide_nothing_twice_and_a_replay_decides_the_same() -> None:
     events = campaign(senders=2, recipients=40)
-    first, second = Pipeline(), Pipeline()
-    first.send(events)
+    first, replay, one_by_one = Pipeline(), Pipeline(), Pipeline()
+    for pipeline in (first, replay):
+        for start in range(0, len(events), 6):
+            pipeline.send(events[start : start + 6])
+    assert first.decided == replay.decided and first.tables == replay.tables
     for event in events:
-        second.send([event])
-    key = lambda d: (d["conversation_id"], d["seq"], d["evidence"]["signature"])  # noqa: E731
-    assert sorted(map(key, first.decided)) == sorted(map(key, second.decided))
-    assert first.tables == second.tables
+        one_by_one.send([event])
+    decided = {(d["conversation_id"], d["seq"]) for d in first.decided}
+    assert decided == {(d["conversation_id"], d["seq"]) for d in one_by_one.decided}
     before = len(first.decided)
     assert first.send(events[:20]) == []  # at-least-once: the same records again
     assert len(first.decided) == before
@@ -367,33 +372,52 @@ def test_a_link_only_message_from_a_new_account_is_flagged() -> None:
 
 def test_quiet_rows_are_expired_by_their_owner_and_busy_ones_kept() -> None:
     pipeline = Pipeline()
-    pipeline.send(campaign(senders=1, recipients=3, start=1_000_000))
-    keys = set(pipeline.tables[spam.CAMPAIGNS])
-    assert keys
+    pipeline.send(campaign(senders=1, recipients=12, start=1_000_000, every_ms=10))
+    senders, campaigns = set(pipeline.tables[spam.SENDERS]), set(pipeline.tables[spam.CAMPAIGNS])
+    assert senders == {"spam0"} and campaigns
     window = SETTINGS.spam_window_s * 1000
-    expire = [Event(k, {"op": "expire", "now": 1_000_000 + window}, 0) for k in sorted(keys)]
-    run(pipeline.tables, spam.find_campaigns, expire)
-    assert set(pipeline.tables[spam.CAMPAIGNS]) == keys  # still within the window
-    later = [Event(k, {"op": "expire", "now": 1_000_200 + window + 1}, 0) for k in sorted(keys)]
-    run(pipeline.tables, spam.find_campaigns, later)
-    assert pipeline.tables[spam.CAMPAIGNS] == {}
-
-
-def test_a_row_stays_bounded() -> None:
-    limits = spam.limits(SETTINGS)
-    row = spam_campaigns.empty("link")
-    for i in range(5000):
-        row, _ = spam_campaigns.sight(
-            row, {"conversation_id": f"c{i}", "seq": 1, "sender": f"u{i}", "ts": 1000 + i}, limits
+    for now, left in ((1_000_000 + window, True), (1_000_110 + window + 1, False)):
+        run(
+            pipeline.tables,
+            spam.track_senders,
+            [Event(k, {"op": "expire", "now": now}, 0) for k in sorted(senders)],
         )
-    assert len(row["recent"]) == limits.max_entries
-    assert len(row["last_seq"]) == 4 * limits.max_entries
-    assert len(records.dumps(row)) < 128 * 1024
+        run(
+            pipeline.tables,
+            spam.find_campaigns,
+            [Event(k, {"op": "expire", "now": now}, 0) for k in sorted(campaigns)],
+        )
+        assert bool(pipeline.tables[spam.SENDERS]) is left
+        assert bool(pipeline.tables[spam.CAMPAIGNS]) is left
+
+
+def test_rows_stay_bounded() -> None:
+    limits = spam.limits(SETTINGS)
+    sender = spam_senders.empty()
+    campaign_row = spam_campaigns.empty()
+    for i in range(5000):
+        sent: Any = {
+            "conversation_id": f"c{i}",
+            "seq": 1,
+            "ts": 1000 + i,
+            "signatures": [f"t0:{i}"],
+        }
+        sender, _ = spam_senders.sight(sender, "u", sent, False, limits)
+        sighting: Any = {
+            "conversation_id": f"c{i}",
+            "seq": 1,
+            "sender": f"u{i % 70}",
+            "ts": 1000 + i,
+        }
+        campaign_row, _ = spam_campaigns.spread(campaign_row, [sighting], limits)
+    assert len(sender["recent"]) == len(sender["last_seq"]) == limits.max_entries
+    assert len(campaign_row["spreaders"]) == spam_campaigns.MAX_SENDERS
+    assert len(records.dumps(sender)) < 64 * 1024
+    assert len(records.dumps(campaign_row)) < 128 * 1024
 
 
 def test_the_detectors_can_be_left_out_of_the_workers() -> None:
     names = {agent.name for agent in running_agents(Settings(moderation_agents=False))}
-    assert not names & {"classifier", "spam-signals", "spam-campaigns"}
-    assert {"classifier", "spam-signals", "spam-campaigns"} <= {
-        a.name for a in running_agents(SETTINGS)
-    }
+    spam_agents = {"detectors", "spam-senders", "spam-campaigns"}
+    assert not names & spam_agents
+    assert spam_agents <= {a.name for a in running_agents(SETTINGS)}
