@@ -119,7 +119,7 @@ class Settings:
     worker_app_id: str = "chat-worker"
     worker_web_port: int = 6066
     worker_data_dir: str = ".data/faust"  # Faust's local state (tables are rebuilt from changelogs)
-    table_standby_replicas: int = 1
+    table_standby_replicas: int = 0  # docs/performance.md: standbys cost every message latency
     # `chatctl replay tables` runs a worker this way: it rebuilds its tables from the input
     # topics and writes nothing else (no messages, fan-out, deliveries, timers or Redis).
     worker_rebuild: bool = False
