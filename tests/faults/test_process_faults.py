@@ -33,8 +33,8 @@ def stack(action: str, service: str) -> None:
 
 
 async def test_kill_a_worker(app: App, clients, user_ids) -> None:
-    """kill -9 one of two workers: partitions move, tables recover from the changelogs and the
-    standby, no seq is handed out twice, nothing is lost."""
+    """kill -9 one of two workers: partitions move, tables recover from the changelogs, no seq
+    is handed out twice, nothing is lost."""
     sup = app.supervisor
     try:
         async with background_load(app, user_ids.tag) as load:
