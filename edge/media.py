@@ -162,17 +162,27 @@ class MediaDirectory:
         doc["id"] = doc.pop("_id")
         return doc
 
-    async def referenced_in(self, media_id: str, conversation_id: str) -> bool:
+    async def visible_in(self, media_id: str, conversation_id: str) -> bool:
+        """Whether the media is attached to a message of the conversation that moderation did
+        not hide. The stored messages decide; a message the sink has not stored yet (it trails
+        delivery by a batch) counts through the edge's own record of the attachment."""
+        seqs = [
+            m["seq"]
+            async for m in self.store.db.messages.find(
+                {"conversation_id": conversation_id, "attachments.media_id": media_id},
+                projection={"seq": 1},
+            )
+        ]
+        if seqs:
+            hidden = await self.store.db.redactions.count_documents(
+                {"conversation_id": conversation_id, "seq": {"$in": seqs}, "hidden": True}
+            )
+            return hidden < len(seqs)
         try:
-            if await self.redis.hexists(media_refs_key(media_id), conversation_id):
-                return True
+            return bool(await self.redis.hexists(media_refs_key(media_id), conversation_id))
         except Exception as exc:
             log.warning("media reference look-up in Redis failed: %s", exc)
-        found = await self.store.db.messages.find_one(
-            {"conversation_id": conversation_id, "attachments.media_id": media_id},
-            projection={"_id": 1},
-        )
-        return found is not None
+            return False
 
     async def resolve_attachments(
         self, user: str, conversation_id: str, media_ids: list[str], frame_id: protocol.FrameId
@@ -311,7 +321,8 @@ class MediaDirectory:
     async def download(self, request: web.Request) -> web.Response:
         """``GET /v1/media/{id}[?conversation_id=&variant=thumb]``: a short-lived presigned URL.
         The owner may always fetch; anyone else must be a member of a conversation the media
-        was attached in. Everyone else gets 404, as for an unknown id."""
+        was attached in, by a message moderation did not hide. Everyone else gets 404, as for an
+        unknown id."""
         user = await self.identify(request, self.download_limit)
         media_id = request.match_info["media_id"]
         if not protocol.is_media_id(media_id):
@@ -325,7 +336,7 @@ class MediaDirectory:
                 raise not_found()
             if await self.store.member_conversation(cid, user) is None:
                 raise not_found()
-            if not await self.referenced_in(media_id, cid):
+            if not await self.visible_in(media_id, cid):
                 raise not_found()
         if state.get("status") != READY:
             return web.json_response({"media": public(state)})

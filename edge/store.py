@@ -29,6 +29,12 @@ DEFAULT_CONVERSATIONS_PAGE = 100
 HISTORY_CACHE_TTL_S = 300
 
 
+def redacted(message: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The placeholder of a hidden message: no body and no attachments (docs/media.md)."""
+    kept = {k: v for k, v in message.items() if k != "attachments"}
+    return {**kept, "body": "", "redacted": {"reason": reason}}
+
+
 class Store:
     def __init__(self, settings: Settings, redis_client: aioredis.Redis) -> None:
         self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
@@ -114,10 +120,7 @@ class Store:
         }
         if not hidden:
             return messages
-        return [
-            {**m, "body": "", "redacted": {"reason": hidden[m["seq"]]}} if m["seq"] in hidden else m
-            for m in messages
-        ]
+        return [redacted(m, hidden[m["seq"]]) if m["seq"] in hidden else m for m in messages]
 
     async def message(self, conversation_id: str, seq: int) -> dict[str, Any] | None:
         """One stored message as it was sent (moderators see what was hidden)."""

@@ -17,6 +17,7 @@ from PIL import Image
 from chat import records
 from chat.keys import media_key
 from chat.topics import topic_spec
+from edge.auth import mint_token
 from media import store as keys
 from media.store import ObjectMissing, ObjectStore
 from tests.conftest import PORT_SHIFT
@@ -382,3 +383,44 @@ async def test_uploads_downloads_and_quota_are_limited(app: App, user_ids) -> No
         assert gets == [200, 200, 200, 429], gets
     finally:
         app.supervisor.stop(name)
+
+
+async def test_a_hidden_message_takes_its_attachment_with_it(app: App, clients, user_ids) -> None:
+    """Moderation redacts a message with a picture: members can no longer download it (404),
+    and history shows the placeholder without the attachment; its owner still can."""
+    alice, bob = await alice_and_bob(app, clients, user_ids)
+    media_id, _ = await upload(app, alice.user, jpeg_with_gps(64, 48), "image/jpeg")
+    cid = (await create_direct(alice, bob.user))["id"]
+    ack = await alice.request(
+        {
+            "type": "message.send",
+            "conversation_id": cid,
+            "client_msg_id": "pic",
+            "body": "look",
+            "attachments": [{"media_id": media_id}],
+        }
+    )
+    assert ack["type"] == "message.ack", ack
+    path = f"/v1/media/{media_id}?conversation_id={cid}"
+    assert (await call(app, bob.user, "GET", path))[0] == 200
+    moderator = mint_token(app.settings, "mod-media", roles=["moderator"])[0]
+
+    async def redacted() -> bool:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{app.edges[0]}/v1/moderation/messages/{cid}/{ack['seq']}/redact",
+                json={},
+                headers={"Authorization": f"Bearer {moderator}"},
+            ) as resp:
+                return resp.status == 202  # 404 until the sink has stored the message
+
+    await eventually(redacted)
+
+    async def refused() -> bool:
+        return (await call(app, bob.user, "GET", path))[0] == 404
+
+    await eventually(refused)
+    _, page = await call(app, bob.user, "GET", f"/v1/conversations/{cid}/messages")
+    (message,) = page["messages"]
+    assert message["redacted"] and "attachments" not in message and message["body"] == ""
+    assert (await call(app, alice.user, "GET", f"/v1/media/{media_id}"))[0] == 200

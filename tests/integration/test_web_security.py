@@ -62,6 +62,7 @@ async def test_page_names_only_the_configured_edges(web_edge: str) -> None:
             "ws://127.0.0.1:28080",
             "https://chat.example",
             "wss://chat.example",
+            "http://127.0.0.1:8333",  # the object store: uploads (docs/media.md)
         ]
         assert "evil" not in csp and "evil" not in page
         # Every answer carries them: REST refusals, health, static files.
