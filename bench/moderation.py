@@ -51,6 +51,7 @@ from ops.supervisor import REPO, Supervisor, edge_spec, worker_spec
 from ops.topics import ensure_topics
 
 LOCK = "/tmp/kchat-bench.lock"
+# Ports of the first app; with --together the second one's are 100 higher.
 EDGE_PORTS = (38080, 38081)
 WORKER_PORT = 36066
 OUT_DIR = REPO / "bench-results"
@@ -187,10 +188,10 @@ class Client:
         return reply, sent_at, time.time()
 
 
-async def connect(http: aiohttp.ClientSession, settings: Settings, user: str, edge: int) -> Client:
+async def connect(http: aiohttp.ClientSession, settings: Settings, user: str, port: int) -> Client:
     token = mint_token(settings, user)[0]
     ws = await http.ws_connect(
-        f"ws://127.0.0.1:{EDGE_PORTS[edge]}/v1/ws", params={"access_token": token}, max_msg_size=0
+        f"ws://127.0.0.1:{port}/v1/ws", params={"access_token": token}, max_msg_size=0
     )
     return Client(user, ws)
 
@@ -204,6 +205,7 @@ class Run:
     settings: Settings
     sup: Supervisor
     rng: random.Random
+    edge_ports: tuple[int, ...]
     sent: list[Sent] = field(default_factory=list)
     refusals: list[tuple[str, float, str]] = field(default_factory=list)  # user, at, reason
     spam_attempts: int = 0
@@ -312,7 +314,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+async def run_mode(mode: str, args: argparse.Namespace, shift: int = 0) -> dict[str, Any]:
     on = mode == "on"
     prefix = f"chatbenchmod-{mode}-{uuid.uuid4().hex[:6]}"
     env = {
@@ -326,10 +328,11 @@ async def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     await ensure_topics(settings)
     log_dir = Path(os.environ.get("CHAT_DATA_DIR", REPO / ".data")) / "logs" / "bench-moderation"
     sup = Supervisor(log_dir=log_dir, base_env={**os.environ, **env})
-    run = Run(mode, settings, sup, random.Random(args.seed))
+    edge_ports = tuple(port + shift for port in EDGE_PORTS)
+    run = Run(mode, settings, sup, random.Random(args.seed), edge_ports)
     try:
-        sup.start(worker_spec(0, {}, WORKER_PORT))
-        for i, port in enumerate(EDGE_PORTS):
+        sup.start(worker_spec(0, {}, WORKER_PORT + shift))
+        for i, port in enumerate(edge_ports):
             sup.start(edge_spec(i, {}, port, i))
         await asyncio.to_thread(sup.wait_ready, None, 240)
         return await drive(run, args)
@@ -343,9 +346,10 @@ async def drive(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     # No pool limit: every user holds a WebSocket, and aiohttp's default pool of 100 would keep
     # the 101st connection waiting for ever.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        users = {u: await connect(http, settings, u, i % 2) for i, u in enumerate(names)}
+        ports = run.edge_ports
+        users = {u: await connect(http, settings, u, ports[i % 2]) for i, u in enumerate(names)}
         spammers = [
-            await connect(http, settings, f"spammer{i}", i % 2) for i in range(args.spammers)
+            await connect(http, settings, f"spammer{i}", ports[i % 2]) for i in range(args.spammers)
         ]
         conversations: list[tuple[str, list[str]]] = []
         # 1:1: each user with two others; groups of 3-12.
@@ -478,6 +482,12 @@ async def drive(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def together(modes: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    return list(
+        await asyncio.gather(*(run_mode(mode, args, 100 * i) for i, mode in enumerate(modes)))
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.moderation", description=__doc__)
     p.add_argument("--modes", default="on,off", help="on, off or both (on,off)")
@@ -489,6 +499,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--victims", type=int, default=500)
     p.add_argument("--spam-per-s", type=float, default=5.0, help="per spammer")
     p.add_argument("--seed", type=int, default=17)
+    p.add_argument(
+        "--together",
+        action="store_true",
+        help="run the modes at the same time, each its own app, driven alike: on a shared"
+        " machine both then see the same contention (CPU per message is comparable)",
+    )
     return p.parse_args(argv)
 
 
@@ -496,9 +512,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results = []
     with bench_lock():
-        for mode in args.modes.split(","):
+        modes = [mode.strip() for mode in args.modes.split(",")]
+        if args.together:
+            print(f"moderation bench: detectors {' and '.join(modes)} at once ...", flush=True)
+            results = asyncio.run(together(modes, args))
+            print(json.dumps(results, indent=2), flush=True)
+        for mode in [] if args.together else modes:
             print(f"moderation bench: detectors {mode} ...", flush=True)
-            results.append(asyncio.run(run_mode(mode.strip(), args)))
+            results.append(asyncio.run(run_mode(mode, args)))
             print(json.dumps(results[-1], indent=2), flush=True)
     OUT_DIR.mkdir(exist_ok=True)
     path = OUT_DIR / f"moderation-{time.strftime('%Y%m%d-%H%M%S')}.json"
