@@ -15,6 +15,9 @@ from typing import Any
 # A secret that anyone reading the source knows. The edge refuses to start with it unless
 # CHAT_ENV=dev, so a production deployment cannot run with it by accident.
 DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
+# Likewise the object store's secret of the local stack (ops/stack/stack.sh configures it): the
+# edges and the media processor refuse it unless CHAT_ENV=dev.
+DEV_S3_SECRET = "chat-dev-secret-change-me"
 
 
 class SettingsError(ValueError):
@@ -162,7 +165,7 @@ class Settings:
     media_s3_public_endpoint: str = ""
     media_s3_region: str = "us-east-1"
     media_s3_access_key: str = "chat-dev"
-    media_s3_secret_key: str = "chat-dev-secret-change-me"
+    media_s3_secret_key: str = DEV_S3_SECRET
     media_bucket: str = "chat-media"
     # One upload's largest size: the presigned POST policy's content-length-range carries it
     # (with the declared size), so the store itself refuses a larger body.

@@ -15,7 +15,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from chat.settings import Settings
+from chat.settings import DEV_S3_SECRET, Settings, SettingsError
 
 
 def upload_key(media_id: str) -> str:
@@ -72,6 +72,11 @@ class ObjectStore:
         )
 
     async def start(self) -> None:
+        if self.settings.media_s3_secret_key == DEV_S3_SECRET and not self.settings.is_dev:
+            raise SettingsError(
+                "CHAT_MEDIA_S3_SECRET_KEY is the local stack's development secret: set the "
+                "store's own (only CHAT_ENV=dev runs with it)"
+            )
         self._client = await self._stack.enter_async_context(
             self._new_client(self.settings.media_s3_endpoint)
         )

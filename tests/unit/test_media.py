@@ -15,9 +15,10 @@ from PIL import Image
 from chat import protocol
 from chat.keys import media_key
 from chat.protocol import ProtocolError
-from chat.settings import load_settings
+from chat.settings import SettingsError, load_settings
 from edge.media import _decode, attachment, clean_name, public
 from media import verify
+from media.store import ObjectStore
 from tables import media
 from topologies.batch import Batch, Event
 from topologies.media import MEDIA, apply_commands
@@ -223,3 +224,14 @@ def test_what_clients_are_told_of_a_media() -> None:
     text = {**state, "type": "text/plain", "width": 0, "height": 0, "thumbnail": False}
     text["placeholder"] = ""
     assert attachment(text) == {"media_id": MID, "name": "a.png", "type": "text/plain", "size": 9}
+
+
+async def test_the_development_store_secret_is_refused_outside_dev() -> None:
+    production = load_settings({"CHAT_ENV": "production"})
+    with pytest.raises(SettingsError, match="CHAT_MEDIA_S3_SECRET_KEY"):
+        await ObjectStore(production).start()
+    store = ObjectStore(load_settings({"CHAT_ENV": "dev"}))
+    await store.start()  # signs without any request to the store
+    post = await store.presign_upload(MID, "image/png", 10, 60)
+    assert post["fields"]["key"] == f"uploads/{MID}"
+    await store.close()
