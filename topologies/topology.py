@@ -127,7 +127,8 @@ AGENTS: tuple[AgentSpec, ...] = (
         tables=(media_table.TABLE,),
         outputs=("media",),
         handler=media_agent.apply_commands,
-        timers=(Timer(1.0, media_agent.expire_media),),
+        # A scan of every media row: expiry has minutes of slack, so not every second.
+        timers=(Timer(5.0, media_agent.expire_media),),
     ),
 )
 
