@@ -121,16 +121,8 @@ def track_senders(batch: Batch, events: list[Event]) -> None:
         for signature, sightings in verdict.spread.items():
             batch.emit_bundled(SPREADS, signature, {"op": "spread", "sightings": sightings})
         if verdict.burst is not None:
-            message = {"conversation_id": sent["conversation_id"], "seq": sent["seq"]}
-            decisions.send(
-                batch,
-                {**message, "sender": event.key},
-                "flag",
-                "burst",
-                SOURCE,
-                verdict.burst,
-                strike=False,
-            )
+            message = {**sent, "sender": event.key}
+            decisions.send(batch, message, "flag", "burst", SOURCE, verdict.burst, strike=False)
 
 
 # --------------------------------------------------------------------------- 3. spam-campaigns
