@@ -39,6 +39,11 @@ moderation_decisions = Counter(
     "Detector decisions the router applied",
     ["source", "reason", "action"],
 )
+timer_failures = Counter(
+    "chat_worker_timer_failures_total",
+    "Timer runs that raised (logged with the traceback; the worker keeps running)",
+    ["agent"],
+)
 dead_letters = Counter(
     "chat_worker_dead_letters_total",
     "Records the broker refused for good, written to the dead-letter topic instead",

@@ -449,7 +449,13 @@ def register_timer(agent: AgentSpec, timer: Timer) -> None:
     async def tick() -> None:
         if settings.worker_rebuild:
             return
-        await timer.run(WORKER, int(time.time() * 1000))
+        try:
+            await timer.run(WORKER, int(time.time() * 1000))
+        except Exception:
+            # Faust stops the whole worker when a timer raises: a bug in one timer (or one row
+            # it cannot read) must not take every agent's partitions down with it.
+            log.exception("timer failed", extra={"agent": agent.name, "timer": tick.__name__})
+            metrics.timer_failures.labels(agent.name).inc()
 
     tick.__name__ = tick.__qualname__ = f"{agent.name}_{timer.run.__name__}"
     app.timer(interval=timer.interval_s)(tick)
