@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from chat import protocol
-from chat.keys import media_key, media_quota_key, media_refs_key
+from chat.keys import media_key, media_quota_key, media_refs_key, member_of_key
 from chat.protocol import ProtocolError
 from chat.records import Attachment, MediaReferenced, MediaRequested, MediaUploaded
 from chat.settings import Settings
@@ -161,6 +161,17 @@ class MediaDirectory:
             return None
         doc["id"] = doc.pop("_id")
         return doc
+
+    async def is_member(self, user: str, conversation_id: str) -> bool:
+        """Membership as the router last wrote it to Redis (before the conversation's events
+        went out, so a recipient of a message is a member here at once); the store, which
+        trails by the sink's batch, when Redis does not know (emptied, not yet rebuilt)."""
+        try:
+            if await self.redis.sismember(member_of_key(user), conversation_id):
+                return True
+        except Exception as exc:
+            log.warning("membership look-up in Redis failed: %s", exc)
+        return await self.store.member_conversation(conversation_id, user) is not None
 
     async def visible_in(self, media_id: str, conversation_id: str) -> bool:
         """Whether the media is attached to a message of the conversation that moderation did
@@ -334,7 +345,7 @@ class MediaDirectory:
             cid = request.query.get("conversation_id", "")
             if state.get("status") != READY or not protocol.is_conversation_id(cid):
                 raise not_found()
-            if await self.store.member_conversation(cid, user) is None:
+            if not await self.is_member(user, cid):
                 raise not_found()
             if not await self.visible_in(media_id, cid):
                 raise not_found()

@@ -11,9 +11,12 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import AsyncMongoClient
 
+from chat.kafka_security import aiokafka_kwargs
 from chat.topics import changelog_name
+from ops.rebuild import input_end_offsets
 from sinks.replay import replay_store
 from tests.conftest import NAMESPACE, TEST_ENV, App
 from tests.faults.test_process_faults import report
@@ -26,6 +29,7 @@ from tests.integration.helpers import (
     topic_records,
 )
 from topologies.topology import AGENTS
+from topologies.topology import tables as table_sources
 
 
 async def snapshot(app: App, db: str, cids: list[str]) -> dict[str, Any]:
@@ -95,6 +99,29 @@ async def test_replay_store_rebuilds_an_identical_read_side(app: App, clients, u
     report("replay store", {"records": replayed, "seconds": round(seconds, 1)})
 
 
+async def keys_after(app: App, offsets: dict[TopicPartition, int]) -> dict[str, set[str]]:
+    """By input topic: the keys of the events written after ``offsets`` (a bundle's events
+    each have theirs; a keyed record is one event)."""
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(app.settings), enable_auto_commit=False)
+    await consumer.start()
+    late: dict[str, set[str]] = {}
+    try:
+        consumer.assign(list(offsets))
+        for tp, offset in offsets.items():
+            consumer.seek(tp, offset)
+        while batch := await consumer.getmany(timeout_ms=1500):
+            for tp, records in batch.items():
+                for record in records:
+                    value = orjson.loads(record.value) if record.value else None
+                    if isinstance(value, list):
+                        late.setdefault(tp.topic, set()).update(k for k, _ in value)
+                    elif record.key is not None:
+                        late.setdefault(tp.topic, set()).add(record.key.decode())
+    finally:
+        await consumer.stop()
+    return late
+
+
 async def table_contents(app: App, app_id: str, table: str) -> dict[str, Any]:
     """The latest row of every key in a table's changelog (a tombstone removes the key)."""
     settings = replace(app.settings, worker_app_id=app_id)
@@ -129,6 +156,10 @@ async def test_replay_tables_rebuilds_identical_tables(app: App, clients, user_i
     await bob.wait_for(lambda f: f["type"] == "typing" and f["state"] == "stop", timeout=20)
 
     app_id = f"{NAMESPACE}-rebuild-{uuid.uuid4().hex[:8]}"
+    # The rebuild replays the input topics up to their ends at its start; the live agents go on
+    # taking input after that (timers keep producing: media expiries, quiet spam rows). Rows
+    # whose keys got input after this point may differ, and only those.
+    before_rebuild = await input_end_offsets(app.settings)
     t0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -149,13 +180,21 @@ async def test_replay_tables_rebuilds_identical_tables(app: App, clients, user_i
     assert out.decode().strip() == app_id
     seconds = time.monotonic() - t0
 
-    rows = 0
+    late = await keys_after(app, before_rebuild)
+    sources = table_sources(app.settings)
+    rows = skipped = 0
     for table in [table for agent in AGENTS for table in agent.tables]:
         # The live tables may still take the last events of this test: compare once settled.
+        moving = late.get(sources[table].name, set())
         live = await table_contents(app, app.settings.worker_app_id, table)
         rebuilt = await table_contents(app, app_id, table)
+        skipped += len(moving & (live.keys() | rebuilt.keys()))
+        live = {k: v for k, v in live.items() if k not in moving}
+        rebuilt = {k: v for k, v in rebuilt.items() if k not in moving}
         assert rebuilt == live, (table, _differences(live, rebuilt))
         rows += len(live)
+    # The exclusion must stay an exception, or the comparison would prove nothing.
+    assert skipped <= max(10, rows // 20), (skipped, rows)
     assert (await table_contents(app, app_id, "sequences"))[group]["last_seq"] == 20
     report("replay tables", {"rows": rows, "seconds": round(seconds, 1)})
 
