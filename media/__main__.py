@@ -9,9 +9,7 @@ import os
 import signal
 import sys
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
+from chat.health_server import serve_health
 from chat.kafka_security import exit_unless_kafka_accepts
 from chat.logs import setup_logging
 from chat.settings import SettingsError, load_settings
@@ -23,32 +21,13 @@ log = logging.getLogger("chat.media")
 NICENESS = 10
 
 
-async def serve(processor: MediaProcessor, host: str, port: int) -> web.AppRunner:
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(_: web.Request) -> web.Response:
-        ok = await processor.store.ping()
-        return web.json_response({"ready": ok}, status=200 if ok else 503)
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
-
-
 async def main_async() -> None:
     settings = load_settings()
     processor = MediaProcessor(settings)
     await processor.start()
-    runner = await serve(processor, settings.metrics_host, settings.media_processor_port)
+    runner = await serve_health(
+        settings.metrics_host, settings.media_processor_port, processor.store.ping
+    )
     task = asyncio.create_task(processor.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,9 +7,7 @@ import logging
 import signal
 import sys
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
+from chat.health_server import serve_health
 from chat.kafka_security import exit_unless_kafka_accepts
 from chat.logs import setup_logging
 from chat.settings import SettingsError, load_settings
@@ -18,36 +16,21 @@ from sinks.mongo_sink import MongoSink
 log = logging.getLogger("chat.sink")
 
 
-async def serve(sink: MongoSink, host: str, port: int) -> web.AppRunner:
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(_: web.Request) -> web.Response:
-        try:
-            await sink.db.command("ping")
-            ok = True
-        except Exception:
-            ok = False
-        return web.json_response({"ready": ok}, status=200 if ok else 503)
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+async def mongo_answers(sink: MongoSink) -> bool:
+    try:
+        await sink.db.command("ping")
+        return True
+    except Exception:
+        return False
 
 
 async def main_async() -> None:
     settings = load_settings()
     setup_logging("sink", settings.log_level)
     sink = MongoSink(settings)
-    runner = await serve(sink, settings.metrics_host, settings.sink_metrics_port)
+    runner = await serve_health(
+        settings.metrics_host, settings.sink_metrics_port, lambda: mongo_answers(sink)
+    )
     try:
         await sink.ensure_indexes()
     except Exception as exc:
